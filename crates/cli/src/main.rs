@@ -1,0 +1,102 @@
+//! The `ledgerhook` command.
+//!
+//! - `ledgerhook serve`: the whole server in one process.
+//! - `ledgerhook config`: prints the effective settings and where each came from.
+
+mod settings;
+
+use anyhow::Context;
+use clap::{ArgMatches, Command};
+use ledgerhook_server::Server;
+use std::process::ExitCode;
+
+fn cli() -> Command {
+    Command::new("ledgerhook")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("QuickBooks-style webhook notifications: aggregation, signed delivery, retries, CDC")
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(settings::add_args(
+            Command::new("serve").about("Run the HTTP API, aggregator, dispatcher and dashboard"),
+        ))
+        .subcommand(settings::add_args(
+            Command::new("config").about("Print the effective settings and where each came from"),
+        ))
+}
+
+fn main() -> ExitCode {
+    let matches = cli().get_matches();
+    let result = match matches.subcommand() {
+        Some(("serve", args)) => serve(args),
+        Some(("config", args)) => print_config(args),
+        _ => unreachable!("clap requires a known subcommand"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ledgerhook: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_config(args: &ArgMatches) -> anyhow::Result<()> {
+    let layered = settings::Layered::from_matches(args)?;
+    settings::to_config(&layered, None)?;
+    print!("{}", layered.describe());
+    Ok(())
+}
+
+fn serve(args: &ArgMatches) -> anyhow::Result<()> {
+    let layered = settings::Layered::from_matches(args)?;
+    let admin_token = std::env::var("LEDGERHOOK_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let config = settings::to_config(&layered, admin_token)?;
+    init_logging();
+    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::start(config).await?;
+        if let Some(token) = &server.new_operator_token {
+            eprintln!("ledgerhook: operator token (shown only this once; store it now): {token}");
+        }
+        eprintln!("ledgerhook: listening on http://{}", server.local_addr);
+        server.run(shutdown_signal()).await.context("serve HTTP")?;
+        eprintln!("ledgerhook: stopped");
+        Ok(())
+    })
+}
+
+/// Logs go to stderr; `LEDGERHOOK_LOG` takes a tracing filter (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGERHOOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}

@@ -1,0 +1,21 @@
+//! Ledgerhook's domain model.
+//!
+//! Everything here is pure: no I/O, no clock reads except where a caller passes "now".
+//! The other crates depend on this one; it depends on none of them.
+//!
+//! - [`entity`]: the QuickBooks entity × operation matrix that every validation uses.
+//! - [`environment`]: `sandbox` and `production`.
+//! - [`time`]: millisecond timestamps, RFC 3339 rendering, QuickBooks' lenient date forms.
+//! - [`duration`]: the `20m` / `1.5s` / `5MiB` forms of settings and API fields.
+//! - [`event`]: a change event as ingested.
+
+pub mod duration;
+pub mod entity;
+pub mod environment;
+pub mod event;
+pub mod time;
+
+pub use entity::{EntitySpec, Operation, ENTITIES};
+pub use environment::Environment;
+pub use event::ChangeEvent;
+pub use time::Timestamp;

@@ -1,0 +1,105 @@
+//! The validated server configuration.
+//!
+//! Raw settings (flags, environment, TOML file) are parsed by the `ledgerhook` binary;
+//! this is what it hands over: every value already checked, so nothing later can fail on
+//! "not validated".
+
+use ledgerhook_store::SqliteSynchronous;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The retry policy of SPEC §2 `retry-policy`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RetryPolicy {
+    /// The seed's policy: waits of `retry-schedule`, then drop and blacklist.
+    Classic,
+    /// Intuit's newer policy: 10s, 20s, 30s, 5m, 20m, 2h, 4h, 6h, then every 6h until
+    /// `max-retry-age`.
+    Current,
+}
+
+/// Every setting of SPEC §2, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `listen`: the HTTP address.
+    pub listen: SocketAddr,
+    /// `database-url`: `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// `batch-window`: production aggregation window.
+    pub batch_window: Duration,
+    /// `sandbox-batch-window`: sandbox aggregation window.
+    pub sandbox_batch_window: Duration,
+    /// `batch-max-events`: events that close a window early.
+    pub batch_max_events: u32,
+    /// `delivery-timeout`: the bound of one attempt.
+    pub delivery_timeout: Duration,
+    /// `retry-policy`.
+    pub retry_policy: RetryPolicy,
+    /// `retry-schedule` (classic policy): waits between attempts.
+    pub retry_schedule: Vec<Duration>,
+    /// `max-retry-age` (current policy).
+    pub max_retry_age: Duration,
+    /// `inactive-after`: blacklisted this long → inactive.
+    pub inactive_after: Duration,
+    /// `max-in-flight-per-endpoint`.
+    pub max_in_flight_per_endpoint: u32,
+    /// `retention`: age after which rows are removed.
+    pub retention: Duration,
+    /// `max-body-size` in bytes.
+    pub max_body_size: u64,
+    /// `allow-http`: accept `http://` endpoints.
+    pub allow_http: bool,
+    /// `allow-private-networks`: deliver to non-public addresses.
+    pub allow_private_networks: bool,
+    /// `ca-file`: extra trusted roots for endpoint TLS.
+    pub ca_file: Option<PathBuf>,
+    /// `secret-key`: encrypts signing secrets at rest when set.
+    pub secret_key: Option<String>,
+    /// `sqlite-synchronous`.
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// `time-scale`: simulated-time factor (> 0).
+    pub time_scale: f64,
+    /// The operator token from `LEDGERHOOK_ADMIN_TOKEN`, replacing any stored one.
+    pub admin_token: Option<String>,
+}
+
+impl Default for Config {
+    /// The shipped defaults of SPEC §2.
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://ledgerhook.db".to_owned(),
+            batch_window: Duration::from_secs(60),
+            sandbox_batch_window: Duration::from_secs(1),
+            batch_max_events: 1000,
+            delivery_timeout: Duration::from_secs(3),
+            retry_policy: RetryPolicy::Classic,
+            retry_schedule: vec![
+                Duration::from_secs(20 * 60),
+                Duration::from_secs(30 * 60),
+                Duration::from_secs(50 * 60),
+            ],
+            max_retry_age: Duration::from_secs(3 * 86_400),
+            inactive_after: Duration::from_secs(86_400),
+            max_in_flight_per_endpoint: 32,
+            retention: Duration::from_secs(30 * 86_400),
+            max_body_size: 5 * 1024 * 1024,
+            allow_http: false,
+            allow_private_networks: false,
+            ca_file: None,
+            secret_key: None,
+            sqlite_synchronous: SqliteSynchronous::Full,
+            time_scale: 1.0,
+            admin_token: None,
+        }
+    }
+}
+
+impl Config {
+    /// A simulated duration (batch window, retry wait, …) in real time: divided by
+    /// `time-scale`.
+    pub fn scaled(&self, simulated: Duration) -> Duration {
+        simulated.div_f64(self.time_scale)
+    }
+}

@@ -1,0 +1,54 @@
+//! Liveness, readiness, metrics and the entity matrix: the routes that need no data.
+
+use super::{ApiError, Principal};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use ledgerhook_domain::{Operation, ENTITIES};
+use serde_json::{json, Value};
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the database answers.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "error": "database unreachable"})),
+            )
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text exposition (operator only).
+pub async fn metrics(principal: Principal) -> Result<impl IntoResponse, ApiError> {
+    principal.require_operator()?;
+    let body = format!(
+        "# HELP ledgerhook_build_info Build information.\n# TYPE ledgerhook_build_info gauge\nledgerhook_build_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        body,
+    ))
+}
+
+/// `GET /api/v1/entities`: the entity × operation matrix.
+pub async fn entities() -> Json<Value> {
+    let data: Vec<Value> = ENTITIES
+        .iter()
+        .map(|e| {
+            let operations: Vec<&str> = e.operations().map(Operation::as_str).collect();
+            json!({"name": e.name, "operations": operations, "cdc": e.cdc})
+        })
+        .collect();
+    Json(json!({"data": data}))
+}

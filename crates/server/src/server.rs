@@ -1,0 +1,83 @@
+//! Starting and stopping the whole server.
+
+use crate::{auth, http, AppState, Config};
+use ledgerhook_store::{Store, StoreError, StoreOptions};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The `listen` address could not be bound.
+    #[error("cannot listen on {addr} (setting listen): {source}")]
+    Bind {
+        /// The address of the `listen` setting.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Entry point of the server.
+pub struct Server;
+
+/// A server whose store is open and whose listener is bound, ready to run.
+pub struct RunningServer {
+    /// The address actually bound (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// The operator token made on this first start, to be shown once; `None` otherwise.
+    pub new_operator_token: Option<String>,
+    /// The shared state, for callers that want to look inside (tests, tools).
+    pub state: AppState,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Opens the store (running migrations), makes sure an operator token exists and
+    /// binds the listener. Nothing is served until [`RunningServer::run`].
+    pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+        let mut options = StoreOptions::new(&config.database_url);
+        options.sqlite_synchronous = config.sqlite_synchronous;
+        let store = Store::open(&options).await?;
+        let new_operator_token = auth::ensure_operator_token(&store, config.admin_token.as_deref()).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let state = AppState {
+            store,
+            config: Arc::new(config),
+        };
+        Ok(RunningServer {
+            local_addr,
+            new_operator_token,
+            state,
+            listener,
+        })
+    }
+}
+
+impl RunningServer {
+    /// Serves until `shutdown` resolves, then stops taking connections, lets requests in
+    /// flight finish and closes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let app = http::router(self.state.clone());
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.state.store.close().await;
+        result
+    }
+}

@@ -1,0 +1,64 @@
+//! The storage error type.
+
+use std::path::PathBuf;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The `database-url` is not a `sqlite://` or `postgres://` URL.
+    #[error("unsupported database URL \"{0}\": use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// Another process holds the SQLite database.
+    #[error("the SQLite database {path} is already in use by another ledgerhook process (lock file {lock} is held); stop it or use another database")]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file held by the other process.
+        lock: PathBuf,
+    },
+    /// The SQLite file or its lock file could not be opened.
+    #[error("cannot open {path}: {source}")]
+    Io {
+        /// The file that could not be opened.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A migration failed; the schema is left at the previous version.
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        /// The migration's version number.
+        version: i64,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database holds a schema newer than this build knows.
+    #[error(
+        "the database schema is at version {found}, newer than this ledgerhook ({known}); upgrade ledgerhook"
+    )]
+    SchemaTooNew {
+        /// The version found in the database.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// A unique key already exists.
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `what`.
+    #[allow(dead_code)]
+    pub(crate) fn unique_as_conflict(err: sqlx::Error, what: &str) -> StoreError {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_owned()),
+            _ => StoreError::Database(err),
+        }
+    }
+}

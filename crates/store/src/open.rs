@@ -1,0 +1,203 @@
+//! Opening a store: URL parsing, the SQLite single-process lock, pool set-up, migrations.
+
+use crate::{migrate, Inner, Store, StoreError};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+/// The database engine behind a [`Store`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite in WAL mode: one process, one machine.
+    Sqlite,
+    /// PostgreSQL: several processes may share it.
+    Postgres,
+}
+
+/// SQLite's `synchronous` pragma, the `sqlite-synchronous` setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SqliteSynchronous {
+    /// Every commit is fsynced before it is acknowledged: nothing acknowledged is lost,
+    /// even on power failure.
+    #[default]
+    Full,
+    /// WAL commits are fsynced at checkpoints: a crash of the process loses nothing, a
+    /// power failure may lose the last commits.
+    Normal,
+}
+
+impl FromStr for SqliteSynchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(SqliteSynchronous::Full),
+            "normal" => Ok(SqliteSynchronous::Normal),
+            other => Err(format!("\"{other}\" is not one of full, normal")),
+        }
+    }
+}
+
+/// What [`Store::open`] needs.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// `sqlite://PATH` or `postgres://…`.
+    pub url: String,
+    /// Durability of SQLite commits (ignored on PostgreSQL).
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// Largest number of connections in the PostgreSQL pool (and SQLite's read pool).
+    pub max_connections: u32,
+}
+
+impl StoreOptions {
+    /// Options for `url` with the shipped defaults.
+    pub fn new(url: impl Into<String>) -> StoreOptions {
+        StoreOptions {
+            url: url.into(),
+            sqlite_synchronous: SqliteSynchronous::Full,
+            max_connections: 16,
+        }
+    }
+}
+
+/// The file path of a `sqlite://PATH` URL (query string removed).
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+fn install_drivers() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// Takes the exclusive lock `PATH.lock`, so that a second process is refused with a
+/// clear message instead of competing for SQLite's write lock.
+fn lock_sqlite_file(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StoreError::Io {
+            path: lock_path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: path.to_owned(),
+            lock: lock_path,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Io {
+            path: lock_path,
+            source,
+        }),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `options.url` and brings its schema to
+    /// the newest version.
+    pub async fn open(options: &StoreOptions) -> Result<Store, StoreError> {
+        install_drivers();
+        let url = options.url.as_str();
+        let store = if let Some(path) = sqlite_path(url) {
+            open_sqlite(&path, options).await?
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            open_postgres(options).await?
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+}
+
+async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+    let lock = lock_sqlite_file(path)?;
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let synchronous = match options.sqlite_synchronous {
+        SqliteSynchronous::Full => "FULL",
+        SqliteSynchronous::Normal => "NORMAL",
+    };
+    let pragmas = format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;"
+    );
+    let pool = |max: u32| {
+        let pragmas = pragmas.clone();
+        AnyPoolOptions::new()
+            .max_connections(max)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                let pragmas = pragmas.clone();
+                Box::pin(async move {
+                    conn.execute(pragmas.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+    };
+    // The writer first: it creates the file and switches it to WAL.
+    let write: AnyPool = pool(1).await?;
+    let read: AnyPool = pool(options.max_connections.clamp(1, 8)).await?;
+    Ok(Store {
+        inner: Arc::new(Inner {
+            backend: crate::Backend::Sqlite,
+            write,
+            read,
+            _lock: Some(lock),
+        }),
+    })
+}
+
+async fn open_postgres(options: &StoreOptions) -> Result<Store, StoreError> {
+    let pool = AnyPoolOptions::new()
+        .max_connections(options.max_connections.max(2))
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("SET synchronous_commit = on").await?;
+                Ok(())
+            })
+        })
+        .connect(&options.url)
+        .await?;
+    Ok(Store {
+        inner: Arc::new(Inner {
+            backend: crate::Backend::Postgres,
+            write: pool.clone(),
+            read: pool,
+            _lock: None,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite://ledgerhook.db"),
+            Some(PathBuf::from("ledgerhook.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/x.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(sqlite_path("sqlite://"), None);
+        assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! The storage suite: every test runs once on SQLite and once on PostgreSQL.
+
+use ledgerhook_store::{Backend, Store, StoreError, StoreOptions};
+use ledgerhook_testkit::{Kind, TestDatabase};
+
+/// Declares `mod NAME { sqlite, postgres }` running `NAME(kind)` on each backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(ledgerhook_testkit::Kind::Sqlite).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(ledgerhook_testkit::Kind::Postgres).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    opens_on_the_right_backend,
+    migrations_are_idempotent_and_data_survives_reopen,
+    init_meta_keeps_the_first_value,
+);
+
+async fn open(db: &TestDatabase) -> Store {
+    Store::open(&StoreOptions::new(&db.url))
+        .await
+        .expect("open store")
+}
+
+async fn opens_on_the_right_backend(kind: Kind) {
+    let Some(db) = TestDatabase::new(kind).await else {
+        return;
+    };
+    let store = open(&db).await;
+    let expected = match kind {
+        Kind::Sqlite => Backend::Sqlite,
+        Kind::Postgres => Backend::Postgres,
+    };
+    assert_eq!(store.backend(), expected);
+    store.ping().await.expect("ping");
+}
+
+async fn migrations_are_idempotent_and_data_survives_reopen(kind: Kind) {
+    let Some(db) = TestDatabase::new(kind).await else {
+        return;
+    };
+    let store = open(&db).await;
+    store.set_meta("greeting", "hello").await.unwrap();
+    store.set_meta("greeting", "hello again").await.unwrap();
+    store.close().await;
+    drop(store);
+    let store = open(&db).await;
+    assert_eq!(
+        store.meta("greeting").await.unwrap().as_deref(),
+        Some("hello again")
+    );
+    assert_eq!(store.meta("absent").await.unwrap(), None);
+}
+
+async fn init_meta_keeps_the_first_value(kind: Kind) {
+    let Some(db) = TestDatabase::new(kind).await else {
+        return;
+    };
+    let store = open(&db).await;
+    assert!(store.init_meta("k", "first").await.unwrap());
+    assert!(!store.init_meta("k", "second").await.unwrap());
+    assert_eq!(store.meta("k").await.unwrap().as_deref(), Some("first"));
+}
+
+#[tokio::test]
+async fn second_sqlite_store_on_the_same_file_is_refused() {
+    let db = TestDatabase::sqlite();
+    let _first = open(&db).await;
+    let err = Store::open(&StoreOptions::new(&db.url))
+        .await
+        .err()
+        .expect("second open must fail");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("already in use by another ledgerhook process"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_lock_is_released_when_the_store_is_dropped() {
+    let db = TestDatabase::sqlite();
+    let first = open(&db).await;
+    first.close().await;
+    drop(first);
+    open(&db).await;
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    let err = Store::open(&StoreOptions::new("mysql://localhost/x"))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("unsupported database URL"), "{err}");
+}
