@@ -56,12 +56,13 @@ fn serve(args: &ArgMatches) -> anyhow::Result<()> {
     init_logging();
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let server = Server::start(config).await?;
         if let Some(token) = &server.new_operator_token {
             eprintln!("ledgerhook: operator token (shown only this once; store it now): {token}");
         }
         eprintln!("ledgerhook: listening on http://{}", server.local_addr);
-        server.run(shutdown_signal()).await.context("serve HTTP")?;
+        server.run(shutdown).await.context("serve HTTP")?;
         eprintln!("ledgerhook: stopped");
         Ok(())
     })
@@ -78,25 +79,22 @@ fn init_logging() {
         .init();
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called (not
+/// when the future is first polled), so that a signal arriving right after the server
+/// says it is listening is not lost to the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install the SIGTERM handler")?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested; finishing requests in flight");
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested; finishing requests in flight");
+    })
 }

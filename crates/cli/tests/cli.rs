@@ -432,3 +432,78 @@ fn serve_on_postgres_keeps_its_token_across_restarts() {
     );
     assert!(server.terminate().success());
 }
+
+#[test]
+fn no_secret_reaches_the_log_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::sqlite();
+    let envs = [
+        ("LEDGERHOOK_LOG", "trace"),
+        ("LEDGERHOOK_ADMIN_TOKEN", "operator-secret-for-log-test"),
+    ];
+    let server = ServerProcess::start(
+        dir.path(),
+        &db.url,
+        &["--secret-key", "secret-key-for-log-test"],
+        &envs,
+    );
+    let client = http();
+    let operator = "operator-secret-for-log-test";
+    let url = |p: &str| format!("{}{p}", server.base);
+    let app: serde_json::Value = client
+        .post(url("/api/v1/apps"))
+        .bearer_auth(operator)
+        .json(&serde_json::json!({"name": "Logged"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let app_id = app["id"].as_str().unwrap();
+    let realm: serde_json::Value = client
+        .post(url("/api/v1/realms"))
+        .bearer_auth(operator)
+        .json(&serde_json::json!({"name": "R", "environment": "sandbox"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let grant: serde_json::Value = client
+        .post(url(&format!("/api/v1/apps/{app_id}/connections")))
+        .bearer_auth(operator)
+        .json(&serde_json::json!({"realm_id": realm["id"]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let rotated: serde_json::Value = client
+        .post(url(&format!(
+            "/api/v1/apps/{app_id}/secrets/signing_secret/rotate"
+        )))
+        .bearer_auth(app["api_key"].as_str().unwrap())
+        .json(&serde_json::json!({"grace": "1h"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut secrets: Vec<String> = ["client_secret", "verifier_token", "signing_secret", "api_key"]
+        .iter()
+        .map(|k| app[k].as_str().unwrap().to_owned())
+        .collect();
+    secrets.push(grant["access_token"].as_str().unwrap().to_owned());
+    secrets.push(grant["refresh_token"].as_str().unwrap().to_owned());
+    secrets.push(rotated["signing_secret"].as_str().unwrap().to_owned());
+    secrets.push(operator.to_owned());
+    secrets.push("secret-key-for-log-test".to_owned());
+    let log = server.stderr();
+    assert!(
+        log.contains("/api/v1/apps"),
+        "trace log did not record the requests:\n{log}"
+    );
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret reached the log: {secret}"
+        );
+    }
+    assert!(server.terminate().success());
+}

@@ -8,14 +8,19 @@
 //! - [`time`]: millisecond timestamps, RFC 3339 rendering, QuickBooks' lenient date forms.
 //! - [`duration`]: the `20m` / `1.5s` / `5MiB` forms of settings and API fields.
 //! - [`event`]: a change event as ingested.
+//! - [`net`]: which IP addresses are public (the SSRF policy).
+//! - [`subscription`]: a webhook configuration's entity selection, format, ordering, state.
 
 pub mod duration;
 pub mod entity;
 pub mod environment;
 pub mod event;
+pub mod net;
+pub mod subscription;
 pub mod time;
 
 pub use entity::{EntitySpec, Operation, ENTITIES};
 pub use environment::Environment;
 pub use event::ChangeEvent;
+pub use subscription::{ConfigState, EntitySelection, Ordering, PayloadFormat};
 pub use time::Timestamp;

@@ -7,7 +7,10 @@
 
 pub mod auth;
 pub mod config;
+pub mod endpoint;
 pub mod http;
+pub mod oauth;
+pub mod secrets;
 mod server;
 pub mod state;
 

@@ -4,7 +4,6 @@ use crate::{auth, http, AppState, Config};
 use ledgerhook_store::{Store, StoreError, StoreOptions};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Why the server could not start.
@@ -56,10 +55,7 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        let state = AppState {
-            store,
-            config: Arc::new(config),
-        };
+        let state = AppState::new(store, config);
         Ok(RunningServer {
             local_addr,
             new_operator_token,

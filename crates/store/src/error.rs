@@ -54,7 +54,6 @@ pub enum StoreError {
 
 impl StoreError {
     /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `what`.
-    #[allow(dead_code)]
     pub(crate) fn unique_as_conflict(err: sqlx::Error, what: &str) -> StoreError {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_owned()),

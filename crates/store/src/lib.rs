@@ -10,10 +10,15 @@
 //! either. Where the dialects truly differ (row locking, identity columns) the [`Backend`]
 //! says which text to run.
 
+mod apps;
+mod configs;
+mod connections;
 mod error;
 mod meta;
 mod migrate;
+pub mod model;
 mod open;
+mod realms;
 
 pub use error::StoreError;
 pub use open::{Backend, SqliteSynchronous, StoreOptions};

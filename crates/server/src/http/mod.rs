@@ -1,24 +1,58 @@
 //! The HTTP edge: routes, request parsing and response shapes. Only this module knows
 //! about JSON request and response types.
 
+mod apps;
+mod body;
+mod connections;
 mod error;
 mod health;
 mod principal;
+mod realms;
+mod webhooks;
 
 pub use error::ApiError;
 pub use principal::Principal;
 
 use crate::AppState;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
 use axum::Router;
 
 /// Every route of the server, ready to be served or driven by tests.
 pub fn router(state: AppState) -> Router {
+    let body_limit = usize::try_from(state.config.max_body_size).unwrap_or(usize::MAX);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/api/v1/entities", get(health::entities))
+        .route("/api/v1/realms", post(realms::create).get(realms::list))
+        .route("/api/v1/realms/{realm}", get(realms::get).delete(realms::delete))
+        .route("/api/v1/apps", post(apps::create).get(apps::list))
+        .route("/api/v1/apps/{app}", get(apps::get).delete(apps::delete))
+        .route(
+            "/api/v1/apps/{app}/secrets/{name}/rotate",
+            post(apps::rotate_secret),
+        )
+        .route(
+            "/api/v1/apps/{app}/webhooks/{environment}",
+            put(webhooks::put).get(webhooks::get).delete(webhooks::delete),
+        )
+        .route(
+            "/api/v1/apps/{app}/webhooks/{environment}/reactivate",
+            post(webhooks::reactivate),
+        )
+        .route(
+            "/api/v1/apps/{app}/connections",
+            post(connections::create).get(connections::list),
+        )
+        .route(
+            "/api/v1/apps/{app}/connections/{realm}",
+            axum::routing::delete(connections::delete),
+        )
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -1,0 +1,186 @@
+//! An in-process server on a real socket, on SQLite or PostgreSQL, and a small client.
+
+#![allow(dead_code)]
+
+use ledgerhook_server::{AppState, Config, Server};
+use ledgerhook_testkit::{Kind, TestDatabase};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The operator token every test server uses.
+pub const OPERATOR: &str = "operator-token-for-tests";
+
+/// Declares `mod NAME { sqlite, postgres }` running `NAME(kind)` on each backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(ledgerhook_testkit::Kind::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(ledgerhook_testkit::Kind::Postgres).await;
+            }
+        }
+    )*};
+}
+
+/// A running server and a client for it; stopped on drop.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The server's state, to look at storage directly.
+    pub state: AppState,
+    client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    _db: TestDatabase,
+}
+
+impl TestServer {
+    /// A server with default settings (and private networks allowed), or `None` when
+    /// PostgreSQL is skipped.
+    pub async fn start(kind: Kind) -> Option<TestServer> {
+        Self::start_with(kind, |_| {}).await
+    }
+
+    /// A server whose configuration `tweak` may change.
+    pub async fn start_with(kind: Kind, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
+        let db = TestDatabase::new(kind).await?;
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: db.url.clone(),
+            admin_token: Some(OPERATOR.to_owned()),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let server = Server::start(config).await.expect("start server");
+        let base = format!("http://{}", server.local_addr);
+        let state = server.state.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Some(TestServer {
+            base,
+            state,
+            client,
+            stop: Some(stop),
+            _db: db,
+        })
+    }
+
+    /// Sends a request with an optional bearer token and JSON body; answers the status
+    /// and the body parsed as JSON (`Null` when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request");
+        read(response).await
+    }
+
+    /// Sends raw bytes as the body.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    /// `GET` as the operator.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(OPERATOR), None).await
+    }
+
+    /// `POST` as the operator.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(OPERATOR), Some(body)).await
+    }
+
+    /// `PUT` as the operator.
+    pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(OPERATOR), Some(body)).await
+    }
+
+    /// Creates a realm; answers its id.
+    pub async fn realm(&self, environment: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/realms",
+                &serde_json::json!({"name": "Test Co", "environment": environment}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an app; answers the whole creation response (with secrets).
+    pub async fn app(&self, name: &str) -> Value {
+        let (status, body) = self
+            .post("/api/v1/apps", &serde_json::json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Connects an app to a realm; answers the grant.
+    pub async fn connect(&self, app_id: &str, realm_id: &str) -> Value {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/apps/{app_id}/connections"),
+                &serde_json::json!({"realm_id": realm_id}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+}
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.expect("body");
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    (status, value)
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Webhook configurations and their states.
+
+use crate::model::{decode_error, environment, ConfigInput, WebhookConfig};
+use crate::{Store, StoreError};
+use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Timestamp};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+const COLUMNS: &str = "id, app_id, environment, url, entities, format, batch_window_ms, ordering, state, \
+                       state_since, last_error, created_at, updated_at";
+
+fn parse<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, sqlx::Error> {
+    text.parse().map_err(|_| decode_error(column, text))
+}
+
+fn config(row: AnyRow) -> Result<WebhookConfig, sqlx::Error> {
+    let entities: String = row.try_get("entities")?;
+    let ordering: Option<String> = row.try_get("ordering")?;
+    Ok(WebhookConfig {
+        id: row.try_get("id")?,
+        app_id: row.try_get("app_id")?,
+        environment: environment(&row.try_get::<String, _>("environment")?)?,
+        url: row.try_get("url")?,
+        entities: EntitySelection::from_storage(&entities)
+            .map_err(|_| decode_error("entities", &entities))?,
+        format: parse("format", &row.try_get::<String, _>("format")?)?,
+        batch_window_ms: row.try_get("batch_window_ms")?,
+        ordering: ordering.map(|o| parse("ordering", &o)).transpose()?,
+        state: parse("state", &row.try_get::<String, _>("state")?)?,
+        state_since: Timestamp(row.try_get("state_since")?),
+        last_error: row.try_get("last_error")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    })
+}
+
+impl Store {
+    /// Creates or replaces the configuration of (app, environment) and makes it
+    /// `active`; answers the stored configuration.
+    pub async fn put_config(
+        &self,
+        app_id: &str,
+        env: Environment,
+        input: &ConfigInput,
+        now: Timestamp,
+    ) -> Result<WebhookConfig, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        sqlx::query(
+            "INSERT INTO webhook_configs (app_id, environment, url, entities, format, batch_window_ms, ordering, \
+               state, state_since, last_error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, NULL, $8, $8) \
+             ON CONFLICT (app_id, environment) DO UPDATE SET url = excluded.url, entities = excluded.entities, \
+               format = excluded.format, batch_window_ms = excluded.batch_window_ms, ordering = excluded.ordering, \
+               state = 'active', \
+               state_since = CASE WHEN webhook_configs.state = 'active' THEN webhook_configs.state_since ELSE excluded.state_since END, \
+               updated_at = excluded.updated_at",
+        )
+        .bind(app_id)
+        .bind(env.as_str())
+        .bind(&input.url)
+        .bind(input.entities.to_storage())
+        .bind(input.format.as_str())
+        .bind(input.batch_window_ms)
+        .bind(input.ordering.map(|o| o.as_str()))
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM webhook_configs WHERE app_id = $1 AND environment = $2"
+        ))
+        .bind(app_id)
+        .bind(env.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored = config(row)?;
+        // Saving makes held notifications deliverable again, oldest first.
+        sqlx::query(
+            "UPDATE notifications SET status = 'pending', next_attempt_at = $1 WHERE config_id = $2 AND status = 'held'",
+        )
+        .bind(now.millis())
+        .bind(stored.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// The configuration of (app, environment).
+    pub async fn config(&self, app_id: &str, env: Environment) -> Result<Option<WebhookConfig>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM webhook_configs WHERE app_id = $1 AND environment = $2"
+        ))
+        .bind(app_id)
+        .bind(env.as_str())
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(config).transpose()?)
+    }
+
+    /// Every configuration of an environment (for aggregation).
+    pub async fn configs_of_environment(&self, env: Environment) -> Result<Vec<WebhookConfig>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM webhook_configs WHERE environment = $1 ORDER BY id"
+        ))
+        .bind(env.as_str())
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows.into_iter().map(config).collect::<Result<_, _>>()?)
+    }
+
+    /// Removes a configuration; its pending and held notifications are dropped. Answers
+    /// whether it existed.
+    pub async fn delete_config(&self, app_id: &str, env: Environment) -> Result<bool, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM webhook_configs WHERE app_id = $1 AND environment = $2")
+                .bind(app_id)
+                .bind(env.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(id) = id else { return Ok(false) };
+        for sql in [
+            "DELETE FROM webhook_configs WHERE id = $1",
+            "DELETE FROM windows WHERE config_id = $1",
+            "DELETE FROM window_events WHERE config_id = $1",
+            "UPDATE notifications SET status = 'dropped', next_attempt_at = NULL \
+             WHERE config_id = $1 AND status IN ('pending', 'retrying', 'held')",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Sets the state of (app, environment) to `state` (with `last_error` when given);
+    /// answers the updated configuration, or `None` if there is none. Going back to
+    /// `active` releases held notifications.
+    pub async fn set_config_state(
+        &self,
+        app_id: &str,
+        env: Environment,
+        state: ConfigState,
+        last_error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<WebhookConfig>, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE webhook_configs SET \
+               state_since = CASE WHEN state = $1 THEN state_since ELSE $2 END, \
+               state = $1, last_error = COALESCE($3, last_error) \
+             WHERE app_id = $4 AND environment = $5",
+        )
+        .bind(state.as_str())
+        .bind(now.millis())
+        .bind(last_error)
+        .bind(app_id)
+        .bind(env.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM webhook_configs WHERE app_id = $1 AND environment = $2"
+        ))
+        .bind(app_id)
+        .bind(env.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored = config(row)?;
+        if state == ConfigState::Active {
+            sqlx::query(
+                "UPDATE notifications SET status = 'pending', next_attempt_at = $1 WHERE config_id = $2 AND status = 'held'",
+            )
+            .bind(now.millis())
+            .bind(stored.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(stored))
+    }
+}
