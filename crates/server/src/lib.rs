@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod endpoint;
 pub mod http;
+pub mod ingest;
 pub mod oauth;
 pub mod secrets;
 mod server;

@@ -1,5 +1,6 @@
 //! The state every request handler and background task shares.
 
+use crate::ingest::Ingestor;
 use crate::secrets::SecretBox;
 use crate::Config;
 use ledgerhook_store::Store;
@@ -14,16 +15,21 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Seals and opens stored signing secrets (`secret-key`).
     pub secrets: SecretBox,
+    /// Group-commit ingestion.
+    pub ingestor: Ingestor,
 }
 
 impl AppState {
-    /// The state for `store` and `config`.
+    /// The state for `store` and `config`; starts the ingestion writers (so it must be
+    /// called inside a Tokio runtime).
     pub fn new(store: Store, config: Config) -> AppState {
         let secrets = SecretBox::new(config.secret_key.as_deref());
+        let ingestor = Ingestor::start(store.clone());
         AppState {
             store,
             config: Arc::new(config),
             secrets,
+            ingestor,
         }
     }
 }

@@ -4,7 +4,7 @@ use crate::model::{decode_error, environment, ConfigInput, WebhookConfig};
 use crate::{Store, StoreError};
 use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Timestamp};
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 const COLUMNS: &str = "id, app_id, environment, url, entities, format, batch_window_ms, ordering, state, \
                        state_since, last_error, created_at, updated_at";
@@ -32,6 +32,37 @@ fn config(row: AnyRow) -> Result<WebhookConfig, sqlx::Error> {
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
     })
+}
+
+/// The configuration of (app, environment) as seen inside `tx`.
+async fn config_in(
+    tx: &mut Transaction<'static, Any>,
+    app_id: &str,
+    env: Environment,
+) -> Result<WebhookConfig, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM webhook_configs WHERE app_id = $1 AND environment = $2"
+    ))
+    .bind(app_id)
+    .bind(env.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    config(row)
+}
+
+/// Makes a configuration's held notifications deliverable again, oldest first (the
+/// queue orders by due time, then sequence).
+async fn release_held(
+    tx: &mut Transaction<'static, Any>,
+    config_id: i64,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE notifications SET status = 'pending', next_attempt_at = $1 WHERE config_id = $2 AND status = 'held'")
+        .bind(now.millis())
+        .bind(config_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 impl Store {
@@ -65,22 +96,8 @@ impl Store {
         .bind(now.millis())
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM webhook_configs WHERE app_id = $1 AND environment = $2"
-        ))
-        .bind(app_id)
-        .bind(env.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        let stored = config(row)?;
-        // Saving makes held notifications deliverable again, oldest first.
-        sqlx::query(
-            "UPDATE notifications SET status = 'pending', next_attempt_at = $1 WHERE config_id = $2 AND status = 'held'",
-        )
-        .bind(now.millis())
-        .bind(stored.id)
-        .execute(&mut *tx)
-        .await?;
+        let stored = config_in(&mut tx, app_id, env).await?;
+        release_held(&mut tx, stored.id, now).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -161,22 +178,9 @@ impl Store {
         if updated == 0 {
             return Ok(None);
         }
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM webhook_configs WHERE app_id = $1 AND environment = $2"
-        ))
-        .bind(app_id)
-        .bind(env.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        let stored = config(row)?;
+        let stored = config_in(&mut tx, app_id, env).await?;
         if state == ConfigState::Active {
-            sqlx::query(
-                "UPDATE notifications SET status = 'pending', next_attempt_at = $1 WHERE config_id = $2 AND status = 'held'",
-            )
-            .bind(now.millis())
-            .bind(stored.id)
-            .execute(&mut *tx)
-            .await?;
+            release_held(&mut tx, stored.id, now).await?;
         }
         tx.commit().await?;
         Ok(Some(stored))

@@ -11,9 +11,11 @@
 //! says which text to run.
 
 mod apps;
+pub mod cdc;
 mod configs;
 mod connections;
 mod error;
+pub mod ingest;
 mod meta;
 mod migrate;
 pub mod model;

@@ -5,9 +5,11 @@ mod apps;
 mod body;
 mod connections;
 mod error;
+mod events;
 mod health;
-mod principal;
+pub(crate) mod principal;
 mod realms;
+pub mod v3;
 mod webhooks;
 
 pub use error::ApiError;
@@ -28,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/entities", get(health::entities))
         .route("/api/v1/realms", post(realms::create).get(realms::list))
         .route("/api/v1/realms/{realm}", get(realms::get).delete(realms::delete))
+        .route("/api/v1/realms/{realm}/events", post(events::ingest))
+        .route("/v3/company/{realm}/cdc", get(v3::cdc::cdc))
         .route("/api/v1/apps", post(apps::create).get(apps::list))
         .route("/api/v1/apps/{app}", get(apps::get).delete(apps::delete))
         .route(

@@ -184,3 +184,68 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// A realm with one connected app: what ingestion and CDC tests need.
+pub struct Company {
+    /// The realm id.
+    pub realm_id: String,
+    /// The connected app's id.
+    pub app_id: String,
+    /// An access token for the realm.
+    pub access_token: String,
+}
+
+impl TestServer {
+    /// A realm of `environment` with an app connected to it.
+    pub async fn company(&self, environment: &str) -> Company {
+        let realm_id = self.realm(environment).await;
+        let app = self.app("Reader").await;
+        let app_id = app["id"].as_str().unwrap().to_owned();
+        let grant = self.connect(&app_id, &realm_id).await;
+        Company {
+            realm_id,
+            app_id,
+            access_token: grant["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Ingests `events` into `realm_id` as the operator.
+    pub async fn ingest(&self, realm_id: &str, events: &Value) -> (StatusCode, Value) {
+        self.post(&format!("/api/v1/realms/{realm_id}/events"), events)
+            .await
+    }
+
+    /// `GET /v3/company/{realm}/cdc?{query}` (the query sent as given) with `token`.
+    pub async fn cdc(&self, realm_id: &str, token: Option<&str>, query: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::GET,
+            &format!("/v3/company/{realm_id}/cdc?{query}"),
+            token,
+            None,
+        )
+        .await
+    }
+
+    /// The objects CDC answers for `entity` since `since` (RFC 3339), via the company's
+    /// token.
+    pub async fn cdc_objects(&self, company: &Company, entity: &str, since: &str) -> Vec<Value> {
+        let since = since.replace('+', "%2B");
+        let (status, body) = self
+            .cdc(
+                &company.realm_id,
+                Some(&company.access_token),
+                &format!("entities={entity}&changedSince={since}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["CDCResponse"][0]["QueryResponse"][0][entity]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// RFC 3339 UTC with milliseconds for `minutes_ago` minutes before now.
+pub fn minutes_ago(minutes: i64) -> String {
+    ledgerhook_domain::Timestamp(ledgerhook_domain::Timestamp::now().millis() - minutes * 60_000).to_rfc3339()
+}

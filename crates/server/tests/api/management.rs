@@ -1,14 +1,13 @@
-//! The management API over real HTTP, on SQLite and PostgreSQL: the auth matrix, the
-//! shapes, and every bad input (each proven to change nothing).
+//! The management API: the auth matrix, the shapes, and every bad input (each proven to
+//! change nothing).
 
-mod support;
-
+use crate::on_both_backends;
+use crate::support::{TestServer, OPERATOR};
 use ledgerhook_domain::{Operation, ENTITIES};
 use ledgerhook_store::model::SecretName;
 use ledgerhook_testkit::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{TestServer, OPERATOR};
 
 const HOOK_URL: &str = "https://93.184.216.34/hooks/quickbooks";
 

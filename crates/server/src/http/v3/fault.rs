@@ -1,0 +1,84 @@
+//! QuickBooks' error shape: `{"Fault":{"Error":[{"Message","Detail","code","element"}],
+//! "type":"…"},"time":"…"}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ledgerhook_domain::Timestamp;
+use serde_json::json;
+
+/// A `/v3` error.
+#[derive(Debug)]
+pub struct Fault {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    message: &'static str,
+    detail: String,
+}
+
+impl Fault {
+    /// `400 ValidationFault`: the request is wrong.
+    pub fn validation(detail: impl Into<String>) -> Fault {
+        Fault {
+            status: StatusCode::BAD_REQUEST,
+            kind: "ValidationFault",
+            code: "2010",
+            message: "Request has invalid or unsupported property",
+            detail: detail.into(),
+        }
+    }
+
+    /// `401 AuthenticationFault`: missing, expired or wrong token.
+    pub fn authentication(detail: impl Into<String>) -> Fault {
+        Fault {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "AuthenticationFault",
+            code: "100",
+            message: "General Authentication Error",
+            detail: detail.into(),
+        }
+    }
+
+    /// `403 AuthorizationFault`: a token for another realm.
+    pub fn authorization(detail: impl Into<String>) -> Fault {
+        Fault {
+            status: StatusCode::FORBIDDEN,
+            kind: "AuthorizationFault",
+            code: "3100",
+            message: "ApplicationAuthorizationFailed",
+            detail: detail.into(),
+        }
+    }
+
+    /// `500 SystemFault`: the cause is logged, not shown.
+    pub fn system(cause: &dyn std::fmt::Display) -> Fault {
+        tracing::error!(error = %cause, "internal error under /v3");
+        Fault {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "SystemFault",
+            code: "10000",
+            message: "An application error has occurred while processing your request",
+            detail: "System Failure Error: see the server log".to_owned(),
+        }
+    }
+}
+
+impl From<ledgerhook_store::StoreError> for Fault {
+    fn from(err: ledgerhook_store::StoreError) -> Self {
+        Fault::system(&err)
+    }
+}
+
+impl IntoResponse for Fault {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "Fault": {
+                "Error": [{"Message": self.message, "Detail": self.detail, "code": self.code, "element": ""}],
+                "type": self.kind,
+            },
+            "time": Timestamp::now().to_rfc3339(),
+        });
+        (self.status, Json(body)).into_response()
+    }
+}

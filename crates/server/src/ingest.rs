@@ -1,0 +1,113 @@
+//! Group commit for ingestion: requests hand their validated events to writer tasks,
+//! which take every request waiting at that moment into one transaction, so that many
+//! concurrent small requests share one commit (one fsync on SQLite).
+//!
+//! A request is answered only after the transaction holding it has committed.
+
+use ledgerhook_domain::Timestamp;
+use ledgerhook_store::ingest::{IngestOutcome, IngestRequest};
+use ledgerhook_store::{Backend, Store};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// At most this many requests share one transaction.
+const MAX_REQUESTS_PER_COMMIT: usize = 512;
+/// At most about this many events share one transaction.
+const MAX_EVENTS_PER_COMMIT: usize = 20_000;
+
+type Reply = oneshot::Sender<Result<IngestOutcome, String>>;
+
+/// The handle request handlers use to ingest.
+#[derive(Clone)]
+pub struct Ingestor {
+    jobs: mpsc::Sender<(IngestRequest, Reply)>,
+}
+
+/// Why an ingestion failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The database refused the transaction; nothing was stored.
+    #[error("storing the events failed: {0}")]
+    Store(String),
+    /// The server is stopping.
+    #[error("the server is shutting down")]
+    Stopping,
+}
+
+impl Ingestor {
+    /// Starts the writer tasks: one on SQLite (one writer at a time anyway), four on
+    /// PostgreSQL (commits overlap there).
+    pub fn start(store: Store) -> Ingestor {
+        let (jobs, receiver) = mpsc::channel(4096);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let writers = match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        };
+        for _ in 0..writers {
+            tokio::spawn(write_loop(store.clone(), receiver.clone()));
+        }
+        Ingestor { jobs }
+    }
+
+    /// Stores one request; answers once it is committed (or was a replay / conflict).
+    pub async fn ingest(&self, request: IngestRequest) -> Result<IngestOutcome, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((request, reply))
+            .await
+            .map_err(|_| IngestError::Stopping)?;
+        answer
+            .await
+            .map_err(|_| IngestError::Stopping)?
+            .map_err(IngestError::Store)
+    }
+}
+
+async fn next_group(
+    receiver: &Mutex<mpsc::Receiver<(IngestRequest, Reply)>>,
+) -> Option<Vec<(IngestRequest, Reply)>> {
+    let mut receiver = receiver.lock().await;
+    let first = receiver.recv().await?;
+    let mut events = first.0.events.len();
+    let mut group = vec![first];
+    while group.len() < MAX_REQUESTS_PER_COMMIT && events < MAX_EVENTS_PER_COMMIT {
+        match receiver.try_recv() {
+            Ok(job) => {
+                events += job.0.events.len();
+                group.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+async fn write_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<(IngestRequest, Reply)>>>) {
+    while let Some(group) = next_group(&receiver).await {
+        let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        match store.ingest(&requests, Timestamp::now()).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            // One request's failure must not fail the others: retry each on its own.
+            Err(err) if requests.len() > 1 => {
+                tracing::warn!(error = %err, requests = requests.len(), "group commit failed; retrying requests one by one");
+                for (request, reply) in requests.into_iter().zip(replies) {
+                    let result = store
+                        .ingest(std::slice::from_ref(&request), Timestamp::now())
+                        .await;
+                    let _ = reply.send(result.map(|mut o| o.remove(0)).map_err(|e| e.to_string()));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "ingestion failed");
+                for reply in replies {
+                    let _ = reply.send(Err(err.to_string()));
+                }
+            }
+        }
+    }
+}

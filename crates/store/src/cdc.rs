@@ -1,0 +1,66 @@
+//! ChangeDataCapture reads: the latest state of entities changed since a time.
+
+use crate::{Store, StoreError};
+use ledgerhook_domain::Timestamp;
+use sqlx::Row;
+
+/// The latest state of one entity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntityState {
+    /// Entity type name.
+    pub entity: String,
+    /// Entity id.
+    pub entity_id: String,
+    /// Applied changes so far, minus one (QuickBooks' `SyncToken`).
+    pub sync_token: i64,
+    /// The oldest `lastUpdated` seen.
+    pub created_at: Timestamp,
+    /// The newest applied `lastUpdated`.
+    pub last_updated: Timestamp,
+    /// Deleted (or merged away): a tombstone.
+    pub deleted: bool,
+    /// The newest body given, as JSON text.
+    pub body: Option<String>,
+}
+
+impl Store {
+    /// Entities of `entities` in `realm_id` whose newest change is at or after `since`,
+    /// oldest first, at most `limit`.
+    pub async fn changed_entities(
+        &self,
+        realm_id: &str,
+        entities: &[&str],
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<EntityState>, StoreError> {
+        if entities.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = (0..entities.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT entity, entity_id, sync_token, created_at, last_updated, deleted, body FROM entity_states \
+             WHERE realm_id = $1 AND last_updated >= $2 AND entity IN ({}) \
+             ORDER BY last_updated, entity, entity_id LIMIT ${}",
+            list.join(", "),
+            entities.len() + 3
+        );
+        let mut query = sqlx::query(&sql).bind(realm_id).bind(since.millis());
+        for entity in entities {
+            query = query.bind(*entity);
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(self.reader()).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(EntityState {
+                entity: row.try_get("entity")?,
+                entity_id: row.try_get("entity_id")?,
+                sync_token: row.try_get("sync_token")?,
+                created_at: Timestamp(row.try_get("created_at")?),
+                last_updated: Timestamp(row.try_get("last_updated")?),
+                deleted: row.try_get::<i64, _>("deleted")? != 0,
+                body: row.try_get("body")?,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,298 @@
+//! Ingestion: change events and the latest state of each entity, written in one
+//! transaction per group of requests (group commit).
+//!
+//! The latest state follows `lastUpdated`, not arrival: a change is *applied* to the
+//! entity's state (body, deleted flag, `SyncToken` + 1) only if its `lastUpdated` is not
+//! older than the state's. Every change is recorded as a change event either way.
+
+use crate::{Store, StoreError};
+use ledgerhook_domain::{Operation, Timestamp};
+use sqlx::{Any, Row, Transaction};
+use std::collections::HashMap;
+
+/// One validated change event to store.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// Entity type name.
+    pub entity: &'static str,
+    /// Entity id.
+    pub entity_id: String,
+    /// What happened.
+    pub operation: Operation,
+    /// When it happened at the source.
+    pub last_updated: Timestamp,
+    /// For `Merge`: the id merged away.
+    pub deleted_id: Option<String>,
+    /// The entity's new body (a JSON object's text), if given.
+    pub data: Option<String>,
+}
+
+/// One ingestion request: its events and optional idempotency key.
+#[derive(Clone, Debug)]
+pub struct IngestRequest {
+    /// The realm.
+    pub realm_id: String,
+    /// Events in request order.
+    pub events: Vec<NewEvent>,
+    /// `Idempotency-Key` and the hash of the request body.
+    pub idempotency: Option<(String, String)>,
+}
+
+/// What became of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Stored: this many events.
+    Accepted(usize),
+    /// A repeat of an earlier request with the same key and body: its answer, nothing
+    /// stored.
+    Replayed(String),
+    /// The key was used with a different body.
+    KeyConflict,
+}
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Rows per multi-row `INSERT`, well under both backends' parameter limits.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// A change to the latest state of one entity.
+struct StateChange<'a> {
+    realm_id: &'a str,
+    entity: &'static str,
+    entity_id: &'a str,
+    last_updated: i64,
+    deleted: bool,
+    body: Option<&'a str>,
+}
+
+impl Store {
+    /// Stores every request of a group in one transaction and answers an outcome per
+    /// request, in order. A database error fails the whole group (nothing is stored).
+    pub async fn ingest(
+        &self,
+        requests: &[IngestRequest],
+        now: Timestamp,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let mut outcomes = Vec::with_capacity(requests.len());
+        let mut accepted: Vec<&IngestRequest> = Vec::new();
+        for request in requests {
+            let outcome = match &request.idempotency {
+                Some((key, hash)) => claim_idempotency_key(&mut tx, request, key, hash, now).await?,
+                None => IngestOutcome::Accepted(request.events.len()),
+            };
+            if matches!(outcome, IngestOutcome::Accepted(_)) {
+                accepted.push(request);
+            }
+            outcomes.push(outcome);
+        }
+        insert_events(&mut tx, &accepted, now).await?;
+        apply_states(&mut tx, &accepted).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// The answer stored with an idempotency key.
+pub fn accepted_response(count: usize) -> String {
+    format!("{{\"accepted\":{count}}}")
+}
+
+async fn claim_idempotency_key(
+    tx: &mut Transaction<'static, Any>,
+    request: &IngestRequest,
+    key: &str,
+    hash: &str,
+    now: Timestamp,
+) -> Result<IngestOutcome, sqlx::Error> {
+    let existing = sqlx::query("SELECT request_hash, response, created_at FROM idempotency_keys WHERE realm_id = $1 AND idem_key = $2")
+        .bind(&request.realm_id)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(row) = existing {
+        let created_at: i64 = row.try_get("created_at")?;
+        if now.millis() - created_at < IDEMPOTENCY_WINDOW_MS {
+            let stored_hash: String = row.try_get("request_hash")?;
+            return Ok(if stored_hash == hash {
+                IngestOutcome::Replayed(row.try_get("response")?)
+            } else {
+                IngestOutcome::KeyConflict
+            });
+        }
+    }
+    sqlx::query(
+        "INSERT INTO idempotency_keys (realm_id, idem_key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (realm_id, idem_key) DO UPDATE SET request_hash = excluded.request_hash, \
+         response = excluded.response, created_at = excluded.created_at",
+    )
+    .bind(&request.realm_id)
+    .bind(key)
+    .bind(hash)
+    .bind(accepted_response(request.events.len()))
+    .bind(now.millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(IngestOutcome::Accepted(request.events.len()))
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `columns` parameters.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn insert_events(
+    tx: &mut Transaction<'static, Any>,
+    requests: &[&IngestRequest],
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(&str, &NewEvent)> = requests
+        .iter()
+        .flat_map(|r| r.events.iter().map(move |e| (r.realm_id.as_str(), e)))
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO change_events (realm_id, entity, entity_id, operation, last_updated, deleted_id, accepted_at) VALUES {}",
+            placeholders(chunk.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for (realm_id, event) in chunk {
+            query = query
+                .bind(*realm_id)
+                .bind(event.entity)
+                .bind(&event.entity_id)
+                .bind(event.operation.as_str())
+                .bind(event.last_updated.millis())
+                .bind(event.deleted_id.as_deref())
+                .bind(now.millis());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The state changes of the accepted requests, in arrival order. A merge changes two
+/// entities: the survivor (`id`) and the loser (`deletedId`, now a tombstone).
+fn state_changes<'a>(requests: &[&'a IngestRequest]) -> Vec<StateChange<'a>> {
+    let mut changes = Vec::new();
+    for request in requests {
+        for event in &request.events {
+            changes.push(StateChange {
+                realm_id: &request.realm_id,
+                entity: event.entity,
+                entity_id: &event.entity_id,
+                last_updated: event.last_updated.millis(),
+                deleted: event.operation == Operation::Delete,
+                body: event.data.as_deref(),
+            });
+            if let (Operation::Merge, Some(loser)) = (event.operation, &event.deleted_id) {
+                changes.push(StateChange {
+                    realm_id: &request.realm_id,
+                    entity: event.entity,
+                    entity_id: loser,
+                    last_updated: event.last_updated.millis(),
+                    deleted: true,
+                    body: None,
+                });
+            }
+        }
+    }
+    changes
+}
+
+/// Applies the state changes with multi-row upserts. PostgreSQL refuses to touch one row
+/// twice in a statement, so the changes are split into rounds: round `r` holds the
+/// `r`-th change of every entity, and rounds run in order.
+async fn apply_states(
+    tx: &mut Transaction<'static, Any>,
+    requests: &[&IngestRequest],
+) -> Result<(), sqlx::Error> {
+    let mut rounds: Vec<Vec<StateChange<'_>>> = Vec::new();
+    let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    for change in state_changes(requests) {
+        let occurrence = seen
+            .entry((change.realm_id, change.entity, change.entity_id))
+            .or_insert(0);
+        if rounds.len() <= *occurrence {
+            rounds.push(Vec::new());
+        }
+        rounds[*occurrence].push(change);
+        *occurrence += 1;
+    }
+    for round in rounds {
+        for chunk in round.chunks(ROWS_PER_STATEMENT) {
+            upsert_states(tx, chunk).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn upsert_states(
+    tx: &mut Transaction<'static, Any>,
+    changes: &[StateChange<'_>],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO entity_states (realm_id, entity, entity_id, last_updated, deleted, body, sync_token, created_at) \
+         VALUES {} \
+         ON CONFLICT (realm_id, entity, entity_id) DO UPDATE SET \
+           sync_token = entity_states.sync_token + 1, \
+           last_updated = excluded.last_updated, \
+           deleted = excluded.deleted, \
+           body = COALESCE(excluded.body, entity_states.body), \
+           created_at = CASE WHEN excluded.created_at < entity_states.created_at \
+                             THEN excluded.created_at ELSE entity_states.created_at END \
+         WHERE excluded.last_updated >= entity_states.last_updated",
+        placeholders_with_constants(changes.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for change in changes {
+        query = query
+            .bind(change.realm_id)
+            .bind(change.entity)
+            .bind(change.entity_id)
+            .bind(change.last_updated)
+            .bind(i64::from(change.deleted))
+            .bind(change.body)
+            .bind(change.last_updated);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Value tuples of seven parameters with `sync_token` 0 placed before `created_at`.
+fn placeholders_with_constants(rows: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let p = |c: usize| format!("${}", r * 7 + c);
+            format!(
+                "({}, {}, {}, {}, {}, {}, 0, {})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_every_parameter() {
+        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders_with_constants(1), "($1, $2, $3, $4, $5, $6, 0, $7)");
+    }
+}
