@@ -5,7 +5,7 @@
 //! entity's state (body, deleted flag, `SyncToken` + 1) only if its `lastUpdated` is not
 //! older than the state's. Every change is recorded as a change event either way.
 
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{Operation, Timestamp};
 use sqlx::{Any, Row, Transaction};
 use std::collections::HashMap;
@@ -87,8 +87,8 @@ impl Store {
             }
             outcomes.push(outcome);
         }
-        insert_events(&mut tx, &accepted, now).await?;
-        apply_states(&mut tx, &accepted).await?;
+        insert_events(self.backend(), &mut tx, &accepted, now).await?;
+        apply_states(self.backend(), &mut tx, &accepted).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -137,11 +137,21 @@ async fn claim_idempotency_key(
     Ok(IngestOutcome::Accepted(request.events.len()))
 }
 
+/// Parameter `n` (1-based) in the backend's positional form. SQLite gets anonymous `?`:
+/// it resolves a numbered name with a linear search per parameter, which makes binding a
+/// statement of a thousand `$N` parameters quadratic.
+fn param(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_owned(),
+        Backend::Postgres => format!("${n}"),
+    }
+}
+
 /// `($1, $2, …), (…)` for `rows` rows of `columns` parameters.
-fn placeholders(rows: usize, columns: usize) -> String {
+fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|r| {
-            let params: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+            let params: Vec<String> = (1..=columns).map(|c| param(backend, r * columns + c)).collect();
             format!("({})", params.join(", "))
         })
         .collect::<Vec<_>>()
@@ -149,6 +159,7 @@ fn placeholders(rows: usize, columns: usize) -> String {
 }
 
 async fn insert_events(
+    backend: Backend,
     tx: &mut Transaction<'static, Any>,
     requests: &[&IngestRequest],
     now: Timestamp,
@@ -160,7 +171,7 @@ async fn insert_events(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO change_events (realm_id, entity, entity_id, operation, last_updated, deleted_id, accepted_at) VALUES {}",
-            placeholders(chunk.len(), 7)
+            placeholders(backend, chunk.len(), 7)
         );
         let mut query = sqlx::query(&sql);
         for (realm_id, event) in chunk {
@@ -211,6 +222,7 @@ fn state_changes<'a>(requests: &[&'a IngestRequest]) -> Vec<StateChange<'a>> {
 /// twice in a statement, so the changes are split into rounds: round `r` holds the
 /// `r`-th change of every entity, and rounds run in order.
 async fn apply_states(
+    backend: Backend,
     tx: &mut Transaction<'static, Any>,
     requests: &[&IngestRequest],
 ) -> Result<(), sqlx::Error> {
@@ -228,13 +240,14 @@ async fn apply_states(
     }
     for round in rounds {
         for chunk in round.chunks(ROWS_PER_STATEMENT) {
-            upsert_states(tx, chunk).await?;
+            upsert_states(backend, tx, chunk).await?;
         }
     }
     Ok(())
 }
 
 async fn upsert_states(
+    backend: Backend,
     tx: &mut Transaction<'static, Any>,
     changes: &[StateChange<'_>],
 ) -> Result<(), sqlx::Error> {
@@ -249,7 +262,7 @@ async fn upsert_states(
            created_at = CASE WHEN excluded.created_at < entity_states.created_at \
                              THEN excluded.created_at ELSE entity_states.created_at END \
          WHERE excluded.last_updated >= entity_states.last_updated",
-        placeholders_with_constants(changes.len())
+        placeholders_with_constants(backend, changes.len())
     );
     let mut query = sqlx::query(&sql);
     for change in changes {
@@ -267,10 +280,10 @@ async fn upsert_states(
 }
 
 /// Value tuples of seven parameters with `sync_token` 0 placed before `created_at`.
-fn placeholders_with_constants(rows: usize) -> String {
+fn placeholders_with_constants(backend: Backend, rows: usize) -> String {
     (0..rows)
         .map(|r| {
-            let p = |c: usize| format!("${}", r * 7 + c);
+            let p = |c: usize| param(backend, r * 7 + c);
             format!(
                 "({}, {}, {}, {}, {}, {}, 0, {})",
                 p(1),
@@ -292,7 +305,11 @@ mod tests {
 
     #[test]
     fn placeholders_number_every_parameter() {
-        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
-        assert_eq!(placeholders_with_constants(1), "($1, $2, $3, $4, $5, $6, 0, $7)");
+        assert_eq!(placeholders(Backend::Postgres, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(
+            placeholders_with_constants(Backend::Postgres, 1),
+            "($1, $2, $3, $4, $5, $6, 0, $7)"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The `ledgerhook` binary, started for real: settings, operator token, locking,
 //! shutdown and restarts.
 
+mod crash;
 mod support;
 
 use ledgerhook_testkit::TestDatabase;

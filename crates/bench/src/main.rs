@@ -1,0 +1,46 @@
+//! `ledgerhook-bench`: benchmarks that start a real `ledgerhook serve` process and load it
+//! from this separate process over loopback HTTP. Every load loop is bounded in count
+//! and in time.
+//!
+//! `ledgerhook-bench ingest --backend sqlite --clients 16 --batch 100 --duration 10s`
+
+mod fsync;
+mod ingest;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Ledgerhook benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingestion throughput and latency.
+    Ingest(ingest::Args),
+    /// The fsync latency of the disk holding a directory.
+    Fsync {
+        /// Directory to measure (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ingest(args) => tokio::runtime::Runtime::new()?.block_on(ingest::run(args)),
+        Command::Fsync { dir } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => std::env::temp_dir(),
+            };
+            let report = fsync::measure(&dir, 200)?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}

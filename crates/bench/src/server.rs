@@ -1,0 +1,81 @@
+//! Starting `ledgerhook serve` as a child process on a fresh database.
+
+use anyhow::{bail, Context};
+use ledgerhook_testkit::{Kind, TestDatabase};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The operator token the benchmark server uses.
+pub const OPERATOR: &str = "bench-operator-token";
+
+/// A running server, killed on drop.
+pub struct BenchServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The database, kept alive (and dropped) with the server.
+    pub database: TestDatabase,
+}
+
+impl BenchServer {
+    /// Starts `binary serve` on a fresh database of `kind` with extra `args`.
+    pub async fn start(binary: &Path, kind: Kind, args: &[String]) -> anyhow::Result<BenchServer> {
+        if kind == Kind::Postgres && std::env::var(ledgerhook_testkit::DATABASE_URL_VAR).is_err() {
+            std::env::set_var(
+                ledgerhook_testkit::DATABASE_URL_VAR,
+                "postgres://postgres@127.0.0.1:5432/test",
+            );
+        }
+        let database = TestDatabase::new(kind)
+            .await
+            .context("no PostgreSQL configured")?;
+        let mut child = Command::new(binary)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                &database.url,
+            ])
+            .args(args)
+            .env("LEDGERHOOK_ADMIN_TOKEN", OPERATOR)
+            .env("LEDGERHOOK_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {}", binary.display()))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("ledgerhook: listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                } else {
+                    eprintln!("server: {line}");
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(base) = rx.recv_timeout(Duration::from_millis(50)) {
+                return Ok(BenchServer {
+                    child,
+                    base,
+                    database,
+                });
+            }
+            if child.try_wait()?.is_some() || Instant::now() > deadline {
+                bail!("the server did not start");
+            }
+        }
+    }
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
