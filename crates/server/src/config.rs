@@ -97,6 +97,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Window lengths and limits for the store's aggregation.
+    pub fn window_policy(&self) -> ledgerhook_store::windows::WindowPolicy {
+        ledgerhook_store::windows::WindowPolicy {
+            sandbox_ms: self.sandbox_batch_window.as_millis() as i64,
+            production_ms: self.batch_window.as_millis() as i64,
+            max_events: i64::from(self.batch_max_events),
+            time_scale: self.time_scale,
+        }
+    }
+
     /// A simulated duration (batch window, retry wait, …) in real time: divided by
     /// `time-scale`.
     pub fn scaled(&self, simulated: Duration) -> Duration {

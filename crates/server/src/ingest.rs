@@ -6,9 +6,10 @@
 
 use ledgerhook_domain::Timestamp;
 use ledgerhook_store::ingest::{IngestOutcome, IngestRequest};
+use ledgerhook_store::windows::WindowPolicy;
 use ledgerhook_store::{Backend, Store};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 /// At most this many requests share one transaction.
 const MAX_REQUESTS_PER_COMMIT: usize = 512;
@@ -37,7 +38,7 @@ pub enum IngestError {
 impl Ingestor {
     /// Starts the writer tasks: one on SQLite (one writer at a time anyway), four on
     /// PostgreSQL (commits overlap there).
-    pub fn start(store: Store) -> Ingestor {
+    pub fn start(store: Store, policy: WindowPolicy, wake_aggregator: Arc<Notify>) -> Ingestor {
         let (jobs, receiver) = mpsc::channel(4096);
         let receiver = Arc::new(Mutex::new(receiver));
         let writers = match store.backend() {
@@ -45,7 +46,12 @@ impl Ingestor {
             Backend::Postgres => 4,
         };
         for _ in 0..writers {
-            tokio::spawn(write_loop(store.clone(), receiver.clone()));
+            tokio::spawn(write_loop(
+                store.clone(),
+                receiver.clone(),
+                policy,
+                wake_aggregator.clone(),
+            ));
         }
         Ingestor { jobs }
     }
@@ -83,11 +89,19 @@ async fn next_group(
     Some(group)
 }
 
-async fn write_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<(IngestRequest, Reply)>>>) {
+async fn write_loop(
+    store: Store,
+    receiver: Arc<Mutex<mpsc::Receiver<(IngestRequest, Reply)>>>,
+    policy: WindowPolicy,
+    wake_aggregator: Arc<Notify>,
+) {
     while let Some(group) = next_group(&receiver).await {
         let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        match store.ingest(&requests, Timestamp::now()).await {
-            Ok(outcomes) => {
+        match store.ingest(&requests, &policy, Timestamp::now()).await {
+            Ok((outcomes, windows_touched)) => {
+                if windows_touched {
+                    wake_aggregator.notify_one();
+                }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
@@ -97,9 +111,12 @@ async fn write_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<(IngestRequ
                 tracing::warn!(error = %err, requests = requests.len(), "group commit failed; retrying requests one by one");
                 for (request, reply) in requests.into_iter().zip(replies) {
                     let result = store
-                        .ingest(std::slice::from_ref(&request), Timestamp::now())
+                        .ingest(std::slice::from_ref(&request), &policy, Timestamp::now())
                         .await;
-                    let _ = reply.send(result.map(|mut o| o.remove(0)).map_err(|e| e.to_string()));
+                    if matches!(result, Ok((_, true))) {
+                        wake_aggregator.notify_one();
+                    }
+                    let _ = reply.send(result.map(|(mut o, _)| o.remove(0)).map_err(|e| e.to_string()));
                 }
             }
             Err(err) => {

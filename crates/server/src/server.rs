@@ -1,10 +1,12 @@
 //! Starting and stopping the whole server.
 
 use crate::{auth, http, AppState, Config};
+use ledgerhook_delivery::aggregator::Aggregator;
 use ledgerhook_store::{Store, StoreError, StoreOptions};
 use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,10 +71,20 @@ impl RunningServer {
     /// Serves until `shutdown` resolves, then stops taking connections, lets requests in
     /// flight finish and closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let (stop_background, stopping) = watch::channel(false);
+        let aggregator = Aggregator {
+            store: self.state.store.clone(),
+            policy: self.state.config.window_policy(),
+            wake: self.state.wake_aggregator.clone(),
+            made: self.state.wake_dispatcher.clone(),
+        };
+        let aggregator = tokio::spawn(aggregator.run(stopping.clone()));
         let app = http::router(self.state.clone());
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        let _ = stop_background.send(true);
+        let _ = aggregator.await;
         self.state.store.close().await;
         result
     }

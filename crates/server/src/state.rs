@@ -5,6 +5,7 @@ use crate::secrets::SecretBox;
 use crate::Config;
 use ledgerhook_store::Store;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Cheap to clone: the store handle, the configuration and the secret sealer.
 #[derive(Clone)]
@@ -17,6 +18,10 @@ pub struct AppState {
     pub secrets: SecretBox,
     /// Group-commit ingestion.
     pub ingestor: Ingestor,
+    /// Wakes the aggregator (windows opened or advanced).
+    pub wake_aggregator: Arc<Notify>,
+    /// Wakes the dispatcher (notifications made or released).
+    pub wake_dispatcher: Arc<Notify>,
 }
 
 impl AppState {
@@ -24,12 +29,15 @@ impl AppState {
     /// called inside a Tokio runtime).
     pub fn new(store: Store, config: Config) -> AppState {
         let secrets = SecretBox::new(config.secret_key.as_deref());
-        let ingestor = Ingestor::start(store.clone());
+        let wake_aggregator = Arc::new(Notify::new());
+        let ingestor = Ingestor::start(store.clone(), config.window_policy(), wake_aggregator.clone());
         AppState {
             store,
             config: Arc::new(config),
             secrets,
             ingestor,
+            wake_aggregator,
+            wake_dispatcher: Arc::new(Notify::new()),
         }
     }
 }

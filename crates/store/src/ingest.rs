@@ -5,6 +5,7 @@
 //! entity's state (body, deleted flag, `SyncToken` + 1) only if its `lastUpdated` is not
 //! older than the state's. Every change is recorded as a change event either way.
 
+use crate::windows::{fan_out, WindowPolicy};
 use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{Operation, Timestamp};
 use sqlx::{Any, Row, Transaction};
@@ -69,11 +70,15 @@ struct StateChange<'a> {
 impl Store {
     /// Stores every request of a group in one transaction and answers an outcome per
     /// request, in order. A database error fails the whole group (nothing is stored).
+    ///
+    /// Accepted events are fanned out to aggregation windows in the same transaction;
+    /// the answer says whether any window was touched (so the aggregator can be woken).
     pub async fn ingest(
         &self,
         requests: &[IngestRequest],
+        policy: &WindowPolicy,
         now: Timestamp,
-    ) -> Result<Vec<IngestOutcome>, StoreError> {
+    ) -> Result<(Vec<IngestOutcome>, bool), StoreError> {
         let mut tx = self.writer().begin().await?;
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut accepted: Vec<&IngestRequest> = Vec::new();
@@ -87,10 +92,14 @@ impl Store {
             }
             outcomes.push(outcome);
         }
-        insert_events(self.backend(), &mut tx, &accepted, now).await?;
+        let seqs = insert_events(self.backend(), &mut tx, &accepted, now).await?;
         apply_states(self.backend(), &mut tx, &accepted).await?;
+        let windows_touched = match seqs {
+            Some((first, last)) => fan_out(&mut tx, first, last, policy, now).await?,
+            None => false,
+        };
         tx.commit().await?;
-        Ok(outcomes)
+        Ok((outcomes, windows_touched))
     }
 }
 
@@ -163,14 +172,16 @@ async fn insert_events(
     tx: &mut Transaction<'static, Any>,
     requests: &[&IngestRequest],
     now: Timestamp,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let mut range: Option<(i64, i64)> = None;
     let rows: Vec<(&str, &NewEvent)> = requests
         .iter()
         .flat_map(|r| r.events.iter().map(move |e| (r.realm_id.as_str(), e)))
         .collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO change_events (realm_id, entity, entity_id, operation, last_updated, deleted_id, accepted_at) VALUES {}",
+            "INSERT INTO change_events (realm_id, entity, entity_id, operation, last_updated, deleted_id, accepted_at) \
+             VALUES {} RETURNING seq",
             placeholders(backend, chunk.len(), 7)
         );
         let mut query = sqlx::query(&sql);
@@ -184,9 +195,15 @@ async fn insert_events(
                 .bind(event.deleted_id.as_deref())
                 .bind(now.millis());
         }
-        query.execute(&mut **tx).await?;
+        for row in query.fetch_all(&mut **tx).await? {
+            let seq: i64 = row.try_get("seq")?;
+            range = Some(match range {
+                None => (seq, seq),
+                Some((first, last)) => (first.min(seq), last.max(seq)),
+            });
+        }
     }
-    Ok(())
+    Ok(range)
 }
 
 /// The state changes of the accepted requests, in arrival order. A merge changes two

@@ -12,15 +12,17 @@
 
 mod apps;
 pub mod cdc;
-mod configs;
+pub(crate) mod configs;
 mod connections;
 mod error;
 pub mod ingest;
 mod meta;
 mod migrate;
 pub mod model;
+pub mod notifications;
 mod open;
 mod realms;
+pub mod windows;
 
 pub use error::StoreError;
 pub use open::{Backend, SqliteSynchronous, StoreOptions};

@@ -8,7 +8,10 @@ use crate::{Backend, Store, StoreError};
 use sqlx::{Any, Executor, Transaction};
 
 /// (version, SQL) in order. Append only: a shipped migration never changes.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_core.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_core.sql")),
+    (2, include_str!("migrations/0002_subscriptions.sql")),
+];
 
 /// Arbitrary but fixed key of the PostgreSQL advisory lock taken while migrating.
 const PG_MIGRATION_LOCK: i64 = 0x1ed9_e400_0001;
@@ -98,7 +101,7 @@ mod tests {
             for backend in [Backend::Sqlite, Backend::Postgres] {
                 let rendered = render(sql, backend);
                 assert!(!rendered.contains('{'), "unreplaced placeholder in {rendered}");
-                assert!(statements(&rendered).len() > 10);
+                assert!(!statements(&rendered).is_empty());
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The server over real HTTP, on SQLite and PostgreSQL: one test binary, one module per
 //! area.
 
+mod aggregation;
 mod cdc;
 mod ingestion;
 mod management;

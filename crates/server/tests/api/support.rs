@@ -249,3 +249,71 @@ impl TestServer {
 pub fn minutes_ago(minutes: i64) -> String {
     ledgerhook_domain::Timestamp(ledgerhook_domain::Timestamp::now().millis() - minutes * 60_000).to_rfc3339()
 }
+
+impl TestServer {
+    /// Configures `app_id`'s webhook for `environment` (operator), answering the saved
+    /// configuration.
+    pub async fn configure(&self, app_id: &str, environment: &str, body: Value) -> Value {
+        let (status, saved) = self
+            .put(&format!("/api/v1/apps/{app_id}/webhooks/{environment}"), &body)
+            .await;
+        assert_eq!(status, 200, "{saved}");
+        saved
+    }
+
+    /// The stored notifications of `app_id`, oldest first.
+    pub async fn stored_notifications(
+        &self,
+        app_id: &str,
+    ) -> Vec<ledgerhook_store::notifications::Notification> {
+        let filter = ledgerhook_store::notifications::NotificationFilter {
+            app_id: Some(app_id.to_owned()),
+            ..Default::default()
+        };
+        let mut list = self.state.store.notifications(&filter, 1000).await.unwrap();
+        list.reverse();
+        list
+    }
+
+    /// Waits (up to `timeout`) until `app_id` has at least `count` notifications;
+    /// answers them, oldest first.
+    pub async fn wait_for_notifications(
+        &self,
+        app_id: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<ledgerhook_store::notifications::Notification> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let list = self.stored_notifications(app_id).await;
+            if list.len() >= count || tokio::time::Instant::now() > deadline {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A notification's payload parsed as JSON.
+pub fn payload_json(notification: &ledgerhook_store::notifications::Notification) -> Value {
+    serde_json::from_slice(&notification.payload).expect("payload is JSON")
+}
+
+/// The `(name, id, operation)` of each event of a legacy payload.
+pub fn legacy_events(
+    notification: &ledgerhook_store::notifications::Notification,
+) -> Vec<(String, String, String)> {
+    let body = payload_json(notification);
+    body["eventNotifications"][0]["dataChangeEvent"]["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["id"].as_str().unwrap().to_owned(),
+                e["operation"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,11 @@
+//! Ledgerhook's delivery engine.
+//!
+//! - [`payload`]: the `legacy` and `cloudevents` bodies, rendered once per notification
+//!   so that `JSON.stringify(JSON.parse(body))` reproduces them byte for byte.
+//! - [`signature`]: `intuit-signature` and Standard Webhooks signatures, and the headers
+//!   of an attempt.
+//! - [`aggregator`]: closes due aggregation windows into notifications.
+
+pub mod aggregator;
+pub mod payload;
+pub mod signature;

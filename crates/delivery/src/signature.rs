@@ -1,0 +1,265 @@
+//! Signatures and the headers of an attempt (SPEC §5).
+//!
+//! - `intuit-signature`: standard base64 of HMAC-SHA256 over the exact body, keyed with
+//!   the app's verifier token as UTF-8 bytes (what every QuickBooks sample verifies).
+//! - Standard Webhooks: `webhook-signature: v1,<base64 HMAC-SHA256 of
+//!   "{id}.{timestamp}.{body}">` keyed with the base64-decoded `whsec_` secret; several
+//!   space-separated during a rotation's grace period.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use ledgerhook_domain::{PayloadFormat, Timestamp};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The `intuit-signature` of `body` under `verifier_token`.
+pub fn intuit_signature(verifier_token: &str, body: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(verifier_token.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A Standard Webhooks secret that is not `whsec_` followed by base64.
+#[derive(Debug, thiserror::Error)]
+#[error("signing secret is not whsec_ followed by base64")]
+pub struct BadSecret;
+
+/// The key bytes of a `whsec_…` secret.
+pub fn standard_key(secret: &str) -> Result<Vec<u8>, BadSecret> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    STANDARD.decode(encoded).map_err(|_| BadSecret)
+}
+
+/// One `v1,<base64>` signature of (id, timestamp, body) under `secret`.
+pub fn standard_signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, BadSecret> {
+    let key = standard_key(secret)?;
+    let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+}
+
+/// A secret pair during (or outside) a rotation's grace period, in clear text.
+#[derive(Clone, Debug)]
+pub struct KeyPair {
+    /// The newest secret.
+    pub current: String,
+    /// The secret before the last rotation, while its grace period lasts.
+    pub previous: Option<String>,
+}
+
+impl KeyPair {
+    /// The pair in force at `now`: `previous` only before `grace_until`.
+    pub fn at(
+        current: String,
+        previous: Option<String>,
+        grace_until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> KeyPair {
+        let in_grace = grace_until.is_some_and(|until| now < until);
+        KeyPair {
+            current,
+            previous: previous.filter(|_| in_grace),
+        }
+    }
+}
+
+/// What an attempt's headers are made of.
+pub struct AttemptSigning<'a> {
+    /// The notification id (`webhook-id`, stable across retries).
+    pub notification_id: &'a str,
+    /// When the notification was created (`intuit-created-time`).
+    pub created_at: Timestamp,
+    /// The body format.
+    pub format: PayloadFormat,
+    /// The verifier tokens in force.
+    pub verifier_token: &'a KeyPair,
+    /// The signing secrets in force.
+    pub signing_secret: &'a KeyPair,
+    /// The attempt's time (`webhook-timestamp`).
+    pub now: Timestamp,
+    /// `intuit-t-id` of this attempt.
+    pub transaction_id: &'a str,
+}
+
+/// Every header of an attempt, names in lower case.
+pub fn attempt_headers(
+    signing: &AttemptSigning<'_>,
+    body: &[u8],
+) -> Result<Vec<(&'static str, String)>, BadSecret> {
+    let (content_type, schema) = match signing.format {
+        PayloadFormat::Legacy => ("application/json; charset=utf-8", "0.1"),
+        PayloadFormat::CloudEvents => ("application/cloudevents-batch+json; charset=utf-8", "2.0"),
+    };
+    // QuickBooks verifiers accept one value: the old token until the grace ends.
+    let intuit_key = signing
+        .verifier_token
+        .previous
+        .as_deref()
+        .unwrap_or(&signing.verifier_token.current);
+    let timestamp = signing.now.millis().div_euclid(1000);
+    let mut signatures = vec![standard_signature(
+        &signing.signing_secret.current,
+        signing.notification_id,
+        timestamp,
+        body,
+    )?];
+    if let Some(previous) = &signing.signing_secret.previous {
+        signatures.push(standard_signature(
+            previous,
+            signing.notification_id,
+            timestamp,
+            body,
+        )?);
+    }
+    let mut headers = vec![
+        ("content-type", content_type.to_owned()),
+        ("user-agent", format!("ledgerhook/{}", env!("CARGO_PKG_VERSION"))),
+        ("intuit-signature", intuit_signature(intuit_key, body)),
+        ("intuit-t-id", signing.transaction_id.to_owned()),
+        ("intuit-created-time", signing.created_at.to_rfc3339()),
+        ("intuit-notification-schema-version", schema.to_owned()),
+        ("webhook-id", signing.notification_id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signatures.join(" ")),
+    ];
+    if signing.format == PayloadFormat::CloudEvents {
+        headers.push(("intuit-signature-algorithm", "HMAC-SHA256".to_owned()));
+    }
+    Ok(headers)
+}
+
+/// A random UUID (version 4 layout) for `intuit-t-id`.
+pub fn random_uuid() -> String {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let h = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intuit_signature_matches_the_reference_vectors() {
+        assert_eq!(
+            intuit_signature("verify_me", b"{\"stuff\":\"5\"}"),
+            "nfPLN16u3vMvv08ghDs+dOkLuirEVDy5wAeG/lmM2OA="
+        );
+        let body = br#"{"eventNotifications":[{"realmId":"1185883450","dataChangeEvent":{"entities":[{"name":"Customer","id":"1","operation":"Create","lastUpdated":"2015-10-05T14:42:19-0700"}]}}]}"#;
+        assert_eq!(
+            intuit_signature("b5771f19b12ddb4bcdb9f08bdc50bc63878a", body),
+            "JC2GUwciPmRBwEO7WvrRmKqu9tGOKL8FFallocTFi8Q="
+        );
+    }
+
+    #[test]
+    fn standard_webhooks_matches_the_specification_vector() {
+        let signature = standard_signature(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        )
+        .unwrap();
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    fn signing<'a>(format: PayloadFormat, verifier: &'a KeyPair, secret: &'a KeyPair) -> AttemptSigning<'a> {
+        AttemptSigning {
+            notification_id: "ntf_1",
+            created_at: Timestamp(1_700_000_000_000),
+            format,
+            verifier_token: verifier,
+            signing_secret: secret,
+            now: Timestamp(1_700_000_123_456),
+            transaction_id: "t",
+        }
+    }
+
+    fn header<'a>(headers: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+        headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn rotation_grace_signs_with_both_secrets_and_the_old_token() {
+        let now = Timestamp(1_700_000_123_456);
+        let verifier = KeyPair::at(
+            "new-token".into(),
+            Some("old-token".into()),
+            Some(Timestamp(now.0 + 1)),
+            now,
+        );
+        let secret = KeyPair::at(
+            "whsec_bmV3".into(),
+            Some("whsec_b2xk".into()),
+            Some(Timestamp(now.0 + 1)),
+            now,
+        );
+        let headers = attempt_headers(&signing(PayloadFormat::Legacy, &verifier, &secret), b"{}").unwrap();
+        assert_eq!(
+            header(&headers, "intuit-signature").unwrap(),
+            intuit_signature("old-token", b"{}")
+        );
+        let both = header(&headers, "webhook-signature").unwrap();
+        assert_eq!(both.split(' ').count(), 2);
+        assert!(both.contains(&standard_signature("whsec_bmV3", "ntf_1", 1_700_000_123, b"{}").unwrap()));
+        assert!(both.contains(&standard_signature("whsec_b2xk", "ntf_1", 1_700_000_123, b"{}").unwrap()));
+
+        // After the grace only the new ones.
+        let verifier = KeyPair::at("new-token".into(), Some("old-token".into()), Some(now), now);
+        let secret = KeyPair::at("whsec_bmV3".into(), Some("whsec_b2xk".into()), Some(now), now);
+        let headers = attempt_headers(&signing(PayloadFormat::Legacy, &verifier, &secret), b"{}").unwrap();
+        assert_eq!(
+            header(&headers, "intuit-signature").unwrap(),
+            intuit_signature("new-token", b"{}")
+        );
+        assert_eq!(
+            header(&headers, "webhook-signature").unwrap().split(' ').count(),
+            1
+        );
+    }
+
+    #[test]
+    fn headers_follow_the_format() {
+        let pair = KeyPair::at("t".into(), None, None, Timestamp(0));
+        let secret = KeyPair::at("whsec_c2VjcmV0".into(), None, None, Timestamp(0));
+        let legacy = attempt_headers(&signing(PayloadFormat::Legacy, &pair, &secret), b"{}").unwrap();
+        assert_eq!(
+            header(&legacy, "content-type"),
+            Some("application/json; charset=utf-8")
+        );
+        assert_eq!(header(&legacy, "intuit-notification-schema-version"), Some("0.1"));
+        assert_eq!(header(&legacy, "intuit-signature-algorithm"), None);
+        assert_eq!(header(&legacy, "webhook-timestamp"), Some("1700000123"));
+        let cloud = attempt_headers(&signing(PayloadFormat::CloudEvents, &pair, &secret), b"[]").unwrap();
+        assert_eq!(
+            header(&cloud, "content-type"),
+            Some("application/cloudevents-batch+json; charset=utf-8")
+        );
+        assert_eq!(header(&cloud, "intuit-notification-schema-version"), Some("2.0"));
+        assert_eq!(header(&cloud, "intuit-signature-algorithm"), Some("HMAC-SHA256"));
+        assert!(header(&cloud, "user-agent").unwrap().starts_with("ledgerhook/"));
+    }
+
+    #[test]
+    fn uuids_are_well_formed() {
+        let id = random_uuid();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+    }
+}

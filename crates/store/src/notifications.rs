@@ -1,0 +1,224 @@
+//! Notifications (fixed bytes) and their attempts.
+
+use crate::model::{decode_error, environment, WebhookConfig};
+use crate::{Store, StoreError};
+use ledgerhook_domain::{Environment, PayloadFormat, Timestamp};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::fmt;
+use std::str::FromStr;
+
+/// A notification body made by the aggregator, with its id.
+#[derive(Clone, Debug)]
+pub struct NewNotification {
+    /// `ntf_…` id (`webhook-id`).
+    pub id: String,
+    /// The exact bytes every attempt sends.
+    pub payload: Vec<u8>,
+    /// Events inside.
+    pub event_count: usize,
+}
+
+/// Where a notification is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NotificationStatus {
+    /// Queued, in flight, or waiting behind an older one.
+    Pending,
+    /// Waiting for a retry.
+    Retrying,
+    /// An attempt succeeded.
+    Delivered,
+    /// Given up (last retry failed, or its configuration or connection went away).
+    Dropped,
+    /// Made while the configuration was blacklisted; sent after reactivation.
+    Held,
+}
+
+impl NotificationStatus {
+    /// Every status.
+    pub const ALL: [NotificationStatus; 5] = [
+        NotificationStatus::Pending,
+        NotificationStatus::Retrying,
+        NotificationStatus::Delivered,
+        NotificationStatus::Dropped,
+        NotificationStatus::Held,
+    ];
+
+    /// The name in JSON and storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationStatus::Pending => "pending",
+            NotificationStatus::Retrying => "retrying",
+            NotificationStatus::Delivered => "delivered",
+            NotificationStatus::Dropped => "dropped",
+            NotificationStatus::Held => "held",
+        }
+    }
+}
+
+impl fmt::Display for NotificationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NotificationStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NotificationStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown status {s:?}: expected pending, retrying, delivered, dropped or held")
+            })
+    }
+}
+
+/// A stored notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    /// Internal order (acceptance of the notification).
+    pub seq: i64,
+    /// `ntf_…` id.
+    pub id: String,
+    /// The configuration (absent for test sends of a deleted configuration).
+    pub config_id: Option<i64>,
+    /// The app.
+    pub app_id: String,
+    /// The environment.
+    pub environment: Environment,
+    /// The realm.
+    pub realm_id: String,
+    /// Body format.
+    pub format: PayloadFormat,
+    /// Status.
+    pub status: NotificationStatus,
+    /// A test send.
+    pub test: bool,
+    /// The exact bytes.
+    pub payload: Vec<u8>,
+    /// Events inside.
+    pub event_count: i64,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When the next attempt is due, if one is.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Attempts made so far.
+    pub attempt_count: i64,
+}
+
+pub(crate) const COLUMNS: &str =
+    "seq, id, config_id, app_id, environment, realm_id, format, status, test, payload, \
+                                  event_count, created_at, next_attempt_at, attempt_count";
+
+pub(crate) fn notification(row: &AnyRow) -> Result<Notification, sqlx::Error> {
+    let format: String = row.try_get("format")?;
+    let status: String = row.try_get("status")?;
+    Ok(Notification {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        config_id: row.try_get("config_id")?,
+        app_id: row.try_get("app_id")?,
+        environment: environment(&row.try_get::<String, _>("environment")?)?,
+        realm_id: row.try_get("realm_id")?,
+        format: format
+            .parse()
+            .map_err(|_| decode_error("notifications.format", &format))?,
+        status: status
+            .parse()
+            .map_err(|_| decode_error("notifications.status", &status))?,
+        test: row.try_get::<i64, _>("test")? != 0,
+        payload: row.try_get("payload")?,
+        event_count: row.try_get("event_count")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        next_attempt_at: row.try_get::<Option<i64>, _>("next_attempt_at")?.map(Timestamp),
+        attempt_count: row.try_get("attempt_count")?,
+    })
+}
+
+/// Inserts a notification of `config` for `realm_id`: `pending` and due now, or `held`.
+pub(crate) async fn insert_notification(
+    tx: &mut Transaction<'static, Any>,
+    config: &WebhookConfig,
+    realm_id: &str,
+    new: &NewNotification,
+    held: bool,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let (status, due) = if held {
+        (NotificationStatus::Held, None)
+    } else {
+        (NotificationStatus::Pending, Some(now.millis()))
+    };
+    sqlx::query(
+        "INSERT INTO notifications (id, config_id, app_id, environment, realm_id, format, status, test, payload, \
+           event_count, created_at, next_attempt_at, attempt_count) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, 0)",
+    )
+    .bind(&new.id)
+    .bind(config.id)
+    .bind(&config.app_id)
+    .bind(config.environment.as_str())
+    .bind(realm_id)
+    .bind(config.format.as_str())
+    .bind(status.as_str())
+    .bind(new.payload.clone())
+    .bind(new.event_count as i64)
+    .bind(now.millis())
+    .bind(due)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Filters of a notification list.
+#[derive(Clone, Debug, Default)]
+pub struct NotificationFilter {
+    /// Only this app's.
+    pub app_id: Option<String>,
+    /// Only this environment's.
+    pub environment: Option<Environment>,
+    /// Only this realm's.
+    pub realm_id: Option<String>,
+    /// Only in this status.
+    pub status: Option<NotificationStatus>,
+    /// Only made at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only with `seq` below this (the page cursor: newest first).
+    pub before_seq: Option<i64>,
+}
+
+impl Store {
+    /// Notifications matching `filter`, newest first, at most `limit`.
+    pub async fn notifications(
+        &self,
+        filter: &NotificationFilter,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM notifications WHERE ($1 = '' OR app_id = $1) AND ($2 = '' OR environment = $2) \
+             AND ($3 = '' OR realm_id = $3) AND ($4 = '' OR status = $4) AND created_at >= $5 AND seq < $6 \
+             ORDER BY seq DESC LIMIT $7"
+        ))
+        .bind(filter.app_id.as_deref().unwrap_or(""))
+        .bind(filter.environment.map(|e| e.as_str()).unwrap_or(""))
+        .bind(filter.realm_id.as_deref().unwrap_or(""))
+        .bind(filter.status.map(|s| s.as_str()).unwrap_or(""))
+        .bind(filter.since.map(|t| t.millis()).unwrap_or(i64::MIN))
+        .bind(filter.before_seq.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows.iter().map(notification).collect::<Result<_, _>>()?)
+    }
+
+    /// One notification by id.
+    pub async fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM notifications WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row.as_ref().map(notification).transpose()?)
+    }
+}
