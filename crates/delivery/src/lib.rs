@@ -5,7 +5,9 @@
 //! - [`signature`]: `intuit-signature` and Standard Webhooks signatures, and the headers
 //!   of an attempt.
 //! - [`aggregator`]: closes due aggregation windows into notifications.
+//! - [`outbound`]: the guarded HTTP client, the only way out.
 
 pub mod aggregator;
+pub mod outbound;
 pub mod payload;
 pub mod signature;
