@@ -5,6 +5,9 @@
 //!   `LEDGERHOOK_TEST_DATABASE_URL`, dropped afterwards. Without that variable the test
 //!   is skipped with a message, unless `LEDGERHOOK_TEST_REQUIRE_POSTGRES=1`, under which
 //!   a skip is a failure (CI sets both).
+//! - [`receiver`]: a recording webhook receiver over HTTP or HTTPS, with certificates.
+
+pub mod receiver;
 
 use rand::Rng;
 use std::path::PathBuf;

@@ -3,5 +3,4 @@
 
 mod node_roundtrip;
 mod outbound;
-mod receiver;
 mod tidy;

@@ -1,6 +1,6 @@
 //! The outbound client against real local servers.
 
-use crate::receiver::{self, Receiver};
+use ledgerhook_testkit::receiver::{self, Receiver};
 use ledgerhook_delivery::outbound::guard::Lookup;
 use ledgerhook_delivery::outbound::{
     Attempt, ClientOptions, OutboundClient, OutboundRequest, Outcome, KEPT_BODY_BYTES,
@@ -53,7 +53,7 @@ async fn https_statuses_map_to_outcomes() {
     let ok = post(&client, &https(&server, "/ok")).await;
     assert_eq!(
         (ok.outcome, ok.status_code, ok.response_body.as_deref()),
-        (Outcome::Success, Some(200), Some("accepted"))
+        (Outcome::Success, Some(200), Some("status 200"))
     );
     assert_eq!(ok.error, None);
     let accepted = post(&client, &https(&server, "/status/202")).await;
@@ -78,7 +78,7 @@ async fn https_statuses_map_to_outcomes() {
         "the redirect was followed or a request repeated"
     );
     // Keep-alive: every request went over one connection.
-    assert_eq!(server.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(server.connections(), 1);
 }
 
 #[tokio::test]
