@@ -6,8 +6,16 @@
 //!   of an attempt.
 //! - [`aggregator`]: closes due aggregation windows into notifications.
 //! - [`outbound`]: the guarded HTTP client, the only way out.
+//! - [`dispatcher`]: claims due notifications and makes attempts; [`retry`] decides
+//!   what a failure leads to; [`janitor`] turns old blacklists inactive and applies
+//!   retention.
+//! - [`secrets`]: signing secrets sealed at rest with the `secret-key`.
 
 pub mod aggregator;
+pub mod dispatcher;
+pub mod janitor;
 pub mod outbound;
 pub mod payload;
+pub mod retry;
+pub mod secrets;
 pub mod signature;

@@ -97,6 +97,43 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The retry policy with its settings.
+    pub fn retry(&self) -> ledgerhook_delivery::retry::RetryPolicy {
+        match self.retry_policy {
+            RetryPolicy::Classic => ledgerhook_delivery::retry::RetryPolicy::Classic {
+                schedule: self.retry_schedule.clone(),
+            },
+            RetryPolicy::Current => ledgerhook_delivery::retry::RetryPolicy::Current {
+                max_age: self.max_retry_age,
+            },
+        }
+    }
+
+    /// The ordering of configurations that choose none: `best-effort` under `classic`,
+    /// `strict` under `current`.
+    pub fn default_ordering(&self) -> ledgerhook_domain::Ordering {
+        match self.retry_policy {
+            RetryPolicy::Classic => ledgerhook_domain::Ordering::BestEffort,
+            RetryPolicy::Current => ledgerhook_domain::Ordering::Strict,
+        }
+    }
+
+    /// Options of the outbound client.
+    pub fn client_options(
+        &self,
+    ) -> Result<ledgerhook_delivery::outbound::ClientOptions, ledgerhook_delivery::outbound::ClientError>
+    {
+        let options = ledgerhook_delivery::outbound::ClientOptions::new(
+            self.delivery_timeout,
+            self.allow_http,
+            self.allow_private_networks,
+        );
+        match &self.ca_file {
+            Some(path) => options.with_ca_file(path),
+            None => Ok(options),
+        }
+    }
+
     /// Window lengths and limits for the store's aggregation.
     pub fn window_policy(&self) -> ledgerhook_store::windows::WindowPolicy {
         ledgerhook_store::windows::WindowPolicy {

@@ -4,6 +4,7 @@
 //! non-public address are refused unless `allow-private-networks`; a name that does not
 //! resolve is accepted (it fails at delivery).
 
+use ledgerhook_delivery::outbound::guard::Lookup;
 use ledgerhook_domain::net::is_public;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub struct EndpointPolicy {
 }
 
 /// Checks an endpoint URL; the error says what is wrong.
-pub async fn validate(text: &str, policy: EndpointPolicy) -> Result<Url, String> {
+pub async fn validate(text: &str, policy: EndpointPolicy, lookup: &dyn Lookup) -> Result<Url, String> {
     if text.len() > 2048 {
         return Err("url is longer than 2048 characters".to_owned());
     }
@@ -49,7 +50,7 @@ pub async fn validate(text: &str, policy: EndpointPolicy) -> Result<Url, String>
             if name == "localhost" || name.ends_with(".localhost") {
                 return Err(private_message(&url, "is a loopback name"));
             }
-            for ip in resolve(&name, url.port_or_known_default().unwrap_or(443)).await {
+            for ip in resolve(lookup, &name).await {
                 if !is_public(ip) {
                     return Err(private_message(
                         &url,
@@ -78,9 +79,9 @@ fn private_message(url: &Url, why: &str) -> String {
 }
 
 /// The addresses of `name`, or none if it does not resolve in time.
-async fn resolve(name: &str, port: u16) -> Vec<IpAddr> {
-    match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port))).await {
-        Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+async fn resolve(lookup: &dyn Lookup, name: &str) -> Vec<IpAddr> {
+    match tokio::time::timeout(RESOLVE_TIMEOUT, lookup.lookup(name.to_owned())).await {
+        Ok(Ok(addrs)) => addrs,
         _ => Vec::new(),
     }
 }
@@ -88,6 +89,23 @@ async fn resolve(name: &str, port: u16) -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers no name: tests make no DNS queries.
+    struct NoDns;
+
+    impl Lookup for NoDns {
+        fn lookup(
+            &self,
+            host: String,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>
+        {
+            Box::pin(async move { Err(std::io::Error::new(std::io::ErrorKind::NotFound, host)) })
+        }
+    }
+
+    async fn validate(text: &str, policy: EndpointPolicy) -> Result<Url, String> {
+        super::validate(text, policy, &NoDns).await
+    }
 
     const STRICT: EndpointPolicy = EndpointPolicy {
         allow_http: false,

@@ -11,7 +11,6 @@ pub mod endpoint;
 pub mod http;
 pub mod ingest;
 pub mod oauth;
-pub mod secrets;
 mod server;
 pub mod state;
 

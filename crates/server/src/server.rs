@@ -2,9 +2,13 @@
 
 use crate::{auth, http, AppState, Config};
 use ledgerhook_delivery::aggregator::Aggregator;
+use ledgerhook_delivery::janitor::Janitor;
+use ledgerhook_delivery::outbound::guard::{Lookup, SystemLookup};
+use ledgerhook_delivery::outbound::OutboundClient;
 use ledgerhook_store::{Store, StoreError, StoreOptions};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -14,6 +18,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The outbound client could not be built (`ca-file`).
+    #[error("setting ca-file: {0}")]
+    Client(#[from] ledgerhook_delivery::outbound::ClientError),
     /// The `listen` address could not be bound.
     #[error("cannot listen on {addr} (setting listen): {source}")]
     Bind {
@@ -43,6 +50,15 @@ impl Server {
     /// Opens the store (running migrations), makes sure an operator token exists and
     /// binds the listener. Nothing is served until [`RunningServer::run`].
     pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+        Server::start_with_lookup(config, Arc::new(SystemLookup)).await
+    }
+
+    /// Like [`Server::start`], resolving endpoint host names with `lookup` (for
+    /// validation and delivery alike) instead of the system resolver.
+    pub async fn start_with_lookup(
+        config: Config,
+        lookup: Arc<dyn Lookup>,
+    ) -> Result<RunningServer, StartError> {
         let mut options = StoreOptions::new(&config.database_url);
         options.sqlite_synchronous = config.sqlite_synchronous;
         let store = Store::open(&options).await?;
@@ -57,7 +73,10 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        let state = AppState::new(store, config);
+        let mut options = config.client_options()?;
+        options.lookup = lookup.clone();
+        let client = OutboundClient::new(options)?;
+        let state = AppState::new(store, config, client, lookup);
         Ok(RunningServer {
             local_addr,
             new_operator_token,
@@ -79,12 +98,22 @@ impl RunningServer {
             made: self.state.wake_dispatcher.clone(),
         };
         let aggregator = tokio::spawn(aggregator.run(stopping.clone()));
+        let dispatcher = tokio::spawn(self.state.dispatcher.clone().run(stopping.clone()));
+        let config = &self.state.config;
+        let janitor = Janitor {
+            store: self.state.store.clone(),
+            inactive_after: config.scaled(config.inactive_after),
+            retention: config.scaled(config.retention),
+        };
+        let janitor = tokio::spawn(janitor.run(stopping.clone()));
         let app = http::router(self.state.clone());
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop_background.send(true);
         let _ = aggregator.await;
+        let _ = janitor.await;
+        let _ = dispatcher.await;
         self.state.store.close().await;
         result
     }

@@ -1,8 +1,11 @@
 //! The state every request handler and background task shares.
 
 use crate::ingest::Ingestor;
-use crate::secrets::SecretBox;
 use crate::Config;
+use ledgerhook_delivery::dispatcher::{Dispatcher, DispatcherOptions};
+use ledgerhook_delivery::outbound::guard::Lookup;
+use ledgerhook_delivery::outbound::OutboundClient;
+use ledgerhook_delivery::secrets::SecretBox;
 use ledgerhook_store::Store;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -22,13 +25,29 @@ pub struct AppState {
     pub wake_aggregator: Arc<Notify>,
     /// Wakes the dispatcher (notifications made or released).
     pub wake_dispatcher: Arc<Notify>,
+    /// Makes attempts (the background loop and manual sends share it).
+    pub dispatcher: Arc<Dispatcher>,
+    /// Resolves endpoint host names (validation and delivery use the same resolver).
+    pub lookup: Arc<dyn Lookup>,
 }
 
 impl AppState {
-    /// The state for `store` and `config`; starts the ingestion writers (so it must be
+    /// The state for `store`, `config` and the outbound `client`; starts the ingestion writers (so it must be
     /// called inside a Tokio runtime).
-    pub fn new(store: Store, config: Config) -> AppState {
+    pub fn new(store: Store, config: Config, client: OutboundClient, lookup: Arc<dyn Lookup>) -> AppState {
         let secrets = SecretBox::new(config.secret_key.as_deref());
+        let wake_dispatcher = Arc::new(Notify::new());
+        let dispatcher = Dispatcher::new(DispatcherOptions {
+            store: store.clone(),
+            client,
+            secrets: secrets.clone(),
+            retry: config.retry(),
+            time_scale: config.time_scale,
+            default_ordering: config.default_ordering(),
+            max_in_flight_per_endpoint: config.max_in_flight_per_endpoint as usize,
+            delivery_timeout: config.delivery_timeout,
+            wake: wake_dispatcher.clone(),
+        });
         let wake_aggregator = Arc::new(Notify::new());
         let ingestor = Ingestor::start(store.clone(), config.window_policy(), wake_aggregator.clone());
         AppState {
@@ -37,7 +56,9 @@ impl AppState {
             secrets,
             ingestor,
             wake_aggregator,
-            wake_dispatcher: Arc::new(Notify::new()),
+            wake_dispatcher,
+            dispatcher,
+            lookup,
         }
     }
 }

@@ -21,6 +21,7 @@ mod migrate;
 pub mod model;
 pub mod notifications;
 mod open;
+pub mod queue;
 mod realms;
 pub mod windows;
 

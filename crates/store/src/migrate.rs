@@ -11,6 +11,7 @@ use sqlx::{Any, Executor, Transaction};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_core.sql")),
     (2, include_str!("migrations/0002_subscriptions.sql")),
+    (3, include_str!("migrations/0003_stream_leases.sql")),
 ];
 
 /// Arbitrary but fixed key of the PostgreSQL advisory lock taken while migrating.

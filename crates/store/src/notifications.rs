@@ -222,3 +222,33 @@ impl Store {
         Ok(row.as_ref().map(notification).transpose()?)
     }
 }
+
+impl Store {
+    /// Stores a test notification of `config` (status `pending`, never queued: the
+    /// caller sends it at once); answers its sequence number.
+    pub async fn insert_test_notification(
+        &self,
+        config: &WebhookConfig,
+        realm_id: &str,
+        new: &NewNotification,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO notifications (id, config_id, app_id, environment, realm_id, format, status, test, payload, \
+               event_count, created_at, next_attempt_at, attempt_count) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 1, $7, $8, $9, NULL, 0) RETURNING seq",
+        )
+        .bind(&new.id)
+        .bind(config.id)
+        .bind(&config.app_id)
+        .bind(config.environment.as_str())
+        .bind(realm_id)
+        .bind(config.format.as_str())
+        .bind(new.payload.clone())
+        .bind(new.event_count as i64)
+        .bind(now.millis())
+        .fetch_one(self.writer())
+        .await?;
+        Ok(seq)
+    }
+}

@@ -102,25 +102,48 @@ impl Receiver {
     }
 }
 
-async fn answer(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn answer(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let started = Instant::now();
     let path = request.uri().path().to_owned();
     let headers = request
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
     let behaviour = *shared.behaviour.lock().unwrap();
     let (status, delay, text, location) = match path.as_str() {
         "/slow" => (200, Duration::from_millis(1500), "late".to_owned(), None),
-        "/redirect" => (302, Duration::ZERO, "moved".to_owned(), Some("https://127.0.0.1:1/elsewhere")),
+        "/redirect" => (
+            302,
+            Duration::ZERO,
+            "moved".to_owned(),
+            Some("https://127.0.0.1:1/elsewhere"),
+        ),
         "/big" => (200, Duration::ZERO, "y".repeat(5000), None),
         p if p.starts_with("/status/") => {
             let code: u16 = p["/status/".len()..].parse().unwrap_or(500);
             (code, Duration::ZERO, format!("status {code}"), None)
         }
-        _ => (behaviour.status, behaviour.delay, format!("status {}", behaviour.status), None),
+        _ => (
+            behaviour.status,
+            behaviour.delay,
+            format!("status {}", behaviour.status),
+            None,
+        ),
     };
     tokio::time::sleep(delay).await;
     shared.recorded.lock().unwrap().push(Recorded {
@@ -154,7 +177,9 @@ pub async fn start(tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
     let serving = shared.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             serving.connections.fetch_add(1, Ordering::SeqCst);
             let (shared, acceptor) = (serving.clone(), acceptor.clone());
             tokio::spawn(async move {
@@ -226,12 +251,20 @@ pub fn pki() -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "Ledgerhook Test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Ledgerhook Test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(names.clone()).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let leaf = CertificateParams::new(names.clone())
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
     let lone_key = KeyPair::generate().unwrap();
-    let lone = CertificateParams::new(names).unwrap().self_signed(&lone_key).unwrap();
+    let lone = CertificateParams::new(names)
+        .unwrap()
+        .self_signed(&lone_key)
+        .unwrap();
     Pki {
         ca_pem: ca.pem(),
         signed: server_config(vec![leaf.der().clone(), ca.der().clone()], &leaf_key),

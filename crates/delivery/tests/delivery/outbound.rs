@@ -1,10 +1,10 @@
 //! The outbound client against real local servers.
 
-use ledgerhook_testkit::receiver::{self, Receiver};
 use ledgerhook_delivery::outbound::guard::Lookup;
 use ledgerhook_delivery::outbound::{
     Attempt, ClientOptions, OutboundClient, OutboundRequest, Outcome, KEPT_BODY_BYTES,
 };
+use ledgerhook_testkit::receiver::{self, Receiver};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;

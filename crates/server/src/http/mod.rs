@@ -7,6 +7,7 @@ mod connections;
 mod error;
 mod events;
 mod health;
+mod notifications;
 pub(crate) mod principal;
 mod realms;
 pub mod v3;
@@ -45,6 +46,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/apps/{app}/webhooks/{environment}/reactivate",
             post(webhooks::reactivate),
+        )
+        .route(
+            "/api/v1/apps/{app}/webhooks/{environment}/recover",
+            post(notifications::recover),
+        )
+        .route(
+            "/api/v1/apps/{app}/webhooks/{environment}/test",
+            post(notifications::test),
+        )
+        .route("/api/v1/apps/{app}/notifications", get(notifications::list))
+        .route("/api/v1/apps/{app}/notifications/{id}", get(notifications::get))
+        .route(
+            "/api/v1/apps/{app}/notifications/{id}/redeliver",
+            post(notifications::redeliver),
         )
         .route(
             "/api/v1/apps/{app}/connections",

@@ -134,7 +134,7 @@ async fn validate(state: &AppState, input: PutConfig) -> Result<ConfigInput, Api
         allow_http: state.config.allow_http,
         allow_private_networks: state.config.allow_private_networks,
     };
-    let url = endpoint::validate(&input.url, policy)
+    let url = endpoint::validate(&input.url, policy, state.lookup.as_ref())
         .await
         .map_err(ApiError::invalid)?;
     let entities = parse_entities(&input.entities)?;

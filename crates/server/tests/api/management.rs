@@ -9,7 +9,9 @@ use ledgerhook_testkit::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const HOOK_URL: &str = "https://93.184.216.34/hooks/quickbooks";
+/// Accepted by validation (a name that does not resolve), never reachable: no test
+/// traffic leaves the machine.
+const HOOK_URL: &str = "https://receiver.example.invalid/hooks/quickbooks";
 
 on_both_backends!(
     auth_matrix_covers_every_route,

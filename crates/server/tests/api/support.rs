@@ -2,10 +2,15 @@
 
 #![allow(dead_code)]
 
+use ledgerhook_delivery::outbound::guard::Lookup;
 use ledgerhook_server::{AppState, Config, Server};
 use ledgerhook_testkit::{Kind, TestDatabase};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -27,6 +32,25 @@ macro_rules! on_both_backends {
             }
         }
     )*};
+}
+
+/// The resolver of test servers: `localhost` is 127.0.0.1 and no other name resolves,
+/// so no test sends a DNS query (or anything else) off the machine.
+pub struct LoopbackOnlyDns;
+
+impl Lookup for LoopbackOnlyDns {
+    fn lookup(&self, host: String) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
+        Box::pin(async move {
+            if host == "localhost" {
+                Ok(vec![IpAddr::from([127, 0, 0, 1])])
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{host} does not resolve in tests"),
+                ))
+            }
+        })
+    }
 }
 
 /// A running server and a client for it; stopped on drop.
@@ -57,7 +81,9 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        let server = Server::start(config).await.expect("start server");
+        let server = Server::start_with_lookup(config, Arc::new(LoopbackOnlyDns))
+            .await
+            .expect("start server");
         let base = format!("http://{}", server.local_addr);
         let state = server.state.clone();
         let (stop, stopped) = oneshot::channel::<()>();

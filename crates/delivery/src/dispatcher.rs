@@ -1,0 +1,287 @@
+//! The dispatcher: claims due notifications and makes their attempts.
+//!
+//! It wakes on a signal (a notification was made or released, an attempt finished) or at
+//! the next due time, with a bounded safety sweep for work another node queued. Every
+//! claim takes the (configuration, realm) stream's lease in the database, so at most one
+//! attempt per stream is in flight across all nodes; attempts run in tasks of their own,
+//! limited per endpoint URL, so a slow endpoint holds only its own permits.
+
+use crate::outbound::{Attempt, OutboundClient, OutboundRequest, Outcome};
+use crate::retry::RetryPolicy;
+use crate::secrets::SecretBox;
+use crate::signature::{attempt_headers, random_uuid, AttemptSigning, KeyPair};
+use ledgerhook_domain::{Ordering, Timestamp};
+use ledgerhook_store::model::SecretName;
+use ledgerhook_store::notifications::Notification;
+use ledgerhook_store::queue::{AttemptRecord, Candidate, Decision};
+use ledgerhook_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+/// The longest the dispatcher sleeps without looking at the queue.
+const SAFETY_SWEEP: Duration = Duration::from_secs(10);
+/// Candidates looked at per round.
+const ROUND: u32 = 256;
+/// Attempts in flight in this process, over all endpoints.
+const MAX_IN_FLIGHT: usize = 2048;
+/// How much longer than `delivery-timeout` a lease lasts.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// Why a manual send could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A signing secret could not be read (wrong `secret-key`).
+    #[error("{0}")]
+    Secret(String),
+}
+
+/// Everything the dispatcher needs.
+pub struct DispatcherOptions {
+    /// The database.
+    pub store: Store,
+    /// The guarded client.
+    pub client: OutboundClient,
+    /// Opens stored signing secrets.
+    pub secrets: SecretBox,
+    /// What failures lead to.
+    pub retry: RetryPolicy,
+    /// `time-scale`.
+    pub time_scale: f64,
+    /// The retry policy's default ordering.
+    pub default_ordering: Ordering,
+    /// `max-in-flight-per-endpoint`.
+    pub max_in_flight_per_endpoint: usize,
+    /// `delivery-timeout`.
+    pub delivery_timeout: Duration,
+    /// Woken when there may be work.
+    pub wake: Arc<Notify>,
+}
+
+/// The dispatcher; shared by the background loop and manual sends.
+pub struct Dispatcher {
+    options: DispatcherOptions,
+    owner: String,
+    endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Dispatcher {
+    /// A dispatcher with a fresh lease owner id.
+    pub fn new(options: DispatcherOptions) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            options,
+            owner: format!("node-{}", random_uuid()),
+            endpoints: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        })
+    }
+
+    /// This process's lease owner id.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// A permit for one more attempt to `url`, if its endpoint and the process have room.
+    fn permits(&self, url: &str) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let endpoint = {
+            let mut endpoints = self.endpoints.lock().expect("endpoint map");
+            endpoints
+                .entry(url.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.options.max_in_flight_per_endpoint)))
+                .clone()
+        };
+        let endpoint = endpoint.try_acquire_owned().ok()?;
+        let global = self.in_flight.clone().try_acquire_owned().ok()?;
+        Some((endpoint, global))
+    }
+
+    /// Signs and sends `notification` to `url` once.
+    pub async fn send(&self, notification: &Notification, url: &str) -> Result<Attempt, SendError> {
+        let store = &self.options.store;
+        let now = Timestamp::now();
+        let mut pairs = Vec::with_capacity(2);
+        for name in [SecretName::VerifierToken, SecretName::SigningSecret] {
+            let stored = store.secret(&notification.app_id, name).await?.ok_or_else(|| {
+                SendError::Secret(format!("app {} has no {}", notification.app_id, name.as_str()))
+            })?;
+            let open = |v: &str| {
+                self.options
+                    .secrets
+                    .open(v)
+                    .map_err(|e| SendError::Secret(e.to_string()))
+            };
+            let previous = stored.previous.as_deref().map(open).transpose()?;
+            pairs.push(KeyPair::at(
+                open(&stored.current)?,
+                previous,
+                stored.grace_until,
+                now,
+            ));
+        }
+        let transaction_id = random_uuid();
+        let signing = AttemptSigning {
+            notification_id: &notification.id,
+            created_at: notification.created_at,
+            format: notification.format,
+            verifier_token: &pairs[0],
+            signing_secret: &pairs[1],
+            now,
+            transaction_id: &transaction_id,
+        };
+        let headers =
+            attempt_headers(&signing, &notification.payload).map_err(|e| SendError::Secret(e.to_string()))?;
+        let request = OutboundRequest {
+            url,
+            headers: &headers,
+            body: &notification.payload,
+        };
+        Ok(self.options.client.send(&request).await)
+    }
+
+    /// Records an attempt with `decision`.
+    pub async fn record(
+        &self,
+        seq: i64,
+        attempt: &Attempt,
+        decision: &Decision,
+        leased: bool,
+    ) -> Result<(), StoreError> {
+        let record = AttemptRecord {
+            number: 0,
+            started_at: attempt.started_at,
+            duration_ms: attempt.duration_ms,
+            outcome: attempt.outcome.as_str().to_owned(),
+            status_code: attempt.status_code.map(i64::from),
+            error: attempt.error.clone(),
+            response_body: attempt.response_body.clone(),
+        };
+        let owner = leased.then_some(self.owner.as_str());
+        self.options
+            .store
+            .record_attempt(seq, &record, decision, owner, Timestamp::now())
+            .await
+    }
+
+    /// One queued attempt: send, decide by the retry policy, record, wake the loop.
+    async fn attempt(self: Arc<Self>, candidate: Candidate) {
+        let result = self.attempt_inner(&candidate).await;
+        if let Err(err) = result {
+            tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
+            let _ = self.options.store.release_leases(&self.owner).await;
+        }
+        self.options.wake.notify_one();
+    }
+
+    async fn attempt_inner(&self, candidate: &Candidate) -> Result<(), SendError> {
+        let Some(state) = self.options.store.delivery_state(candidate.seq).await? else {
+            return Ok(());
+        };
+        let attempt = self.send(&state.notification, &candidate.url).await?;
+        let decision = if attempt.outcome == Outcome::Success {
+            Decision::Delivered
+        } else {
+            let failures = usize::try_from(state.notification.attempt_count + 1).unwrap_or(usize::MAX);
+            let first = state.first_attempt_at.unwrap_or(attempt.started_at);
+            self.options
+                .retry
+                .after_failure(failures, first, Timestamp::now(), self.options.time_scale)
+        };
+        tracing::debug!(notification = %state.notification.id, outcome = attempt.outcome.as_str(), ?decision, "attempt");
+        self.record(candidate.seq, &attempt, &decision, true).await?;
+        Ok(())
+    }
+
+    /// Claims what is due and starts its attempts; answers (started, blocked) where
+    /// blocked counts due candidates whose endpoint had no room.
+    async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<(usize, usize), StoreError> {
+        let now = Timestamp::now();
+        let lease = self.options.delivery_timeout + LEASE_MARGIN;
+        let until = Timestamp(now.millis() + lease.as_millis() as i64);
+        let candidates = self
+            .options
+            .store
+            .claimable(now, self.options.default_ordering, ROUND)
+            .await?;
+        let (mut started, mut blocked) = (0, 0);
+        for candidate in candidates {
+            let Some(permits) = self.permits(&candidate.url) else {
+                blocked += 1;
+                continue;
+            };
+            if !self
+                .options
+                .store
+                .claim(&candidate, &self.owner, now, until)
+                .await?
+            {
+                continue;
+            }
+            started += 1;
+            let me = self.clone();
+            tasks.spawn(async move {
+                let _permits = permits;
+                me.attempt(candidate).await;
+            });
+        }
+        Ok((started, blocked))
+    }
+
+    async fn sleep_for(&self, blocked: bool) -> Duration {
+        if blocked {
+            return Duration::from_millis(200);
+        }
+        match self.options.store.next_attempt_due().await {
+            Ok(Some(due)) => {
+                let wait = due.millis() - Timestamp::now().millis();
+                Duration::from_millis(wait.max(0) as u64).clamp(Duration::from_millis(5), SAFETY_SWEEP)
+            }
+            Ok(None) => SAFETY_SWEEP,
+            Err(_) => Duration::from_secs(1),
+        }
+    }
+
+    /// Runs until `shutdown` turns true, then lets attempts in flight finish (up to
+    /// `delivery-timeout` and a second) and releases the leases of any that did not.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if let Err(err) = self.options.store.release_orphaned_leases().await {
+            tracing::error!(error = %err, "releasing leases left by a previous process failed");
+        }
+        let mut tasks = JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            let (started, blocked) = match self.round(&mut tasks).await {
+                Ok(counts) => counts,
+                Err(err) => {
+                    tracing::error!(error = %err, "claiming notifications failed");
+                    (0, 0)
+                }
+            };
+            if started > 0 {
+                continue;
+            }
+            let sleep = self.sleep_for(blocked > 0).await;
+            tokio::select! {
+                _ = self.options.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let grace = self.options.delivery_timeout + Duration::from_secs(1);
+        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tasks.abort_all();
+        }
+        if let Err(err) = self.options.store.release_leases(&self.owner).await {
+            tracing::error!(error = %err, "releasing leases at shutdown failed");
+        }
+    }
+}
