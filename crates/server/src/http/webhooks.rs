@@ -182,6 +182,8 @@ pub async fn put(
         .store
         .put_config(&app_id, env, &input, Timestamp::now())
         .await?;
+    // Saving releases held notifications.
+    state.wake_dispatcher.notify_one();
     Ok(Json(config_json(&state, &stored)))
 }
 
@@ -242,5 +244,6 @@ pub async fn reactivate(
         )
         .await?
         .ok_or_else(|| ApiError::not_found("webhook configuration was deleted"))?;
+    state.wake_dispatcher.notify_one();
     Ok(Json(config_json(&state, &updated)))
 }

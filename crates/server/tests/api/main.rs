@@ -3,6 +3,7 @@
 
 mod aggregation;
 mod cdc;
+mod delivery;
 mod ingestion;
 mod management;
 mod support;

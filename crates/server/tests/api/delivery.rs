@@ -1,0 +1,471 @@
+//! Delivery over real HTTPS to a recording receiver: retries on schedule, drop and
+//! blacklist, held and inactive, ordering, timeouts, concurrency per realm, test sends,
+//! and the notifications API.
+
+use crate::on_both_backends;
+use crate::support::{minutes_ago, Company, TestServer, OPERATOR};
+use ledgerhook_delivery::signature::{intuit_signature, standard_signature};
+use ledgerhook_testkit::receiver::{self, Pki, Receiver, Recorded};
+use ledgerhook_testkit::Kind;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+on_both_backends!(
+    a_failing_endpoint_gets_the_scheduled_attempts_then_is_blacklisted,
+    best_effort_ordering_does_not_wait_for_a_retry,
+    strict_ordering_waits_for_the_older_notification,
+    a_timeout_counts_as_a_failure,
+    one_attempt_in_flight_per_realm_while_realms_run_in_parallel,
+    a_test_send_is_signed_and_listed,
+    notifications_can_be_listed_read_redelivered_and_recovered,
+);
+
+/// A server delivering to loopback with the test CA trusted and a zero sandbox window.
+async fn delivery_server(
+    kind: Kind,
+    pki: &Pki,
+    tweak: impl FnOnce(&mut ledgerhook_server::Config),
+) -> Option<(TestServer, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.write_ca(dir.path());
+    let server = TestServer::start_with(kind, |c| {
+        c.allow_private_networks = true;
+        c.ca_file = Some(ca);
+        c.sandbox_batch_window = Duration::ZERO;
+        tweak(c);
+    })
+    .await?;
+    Some((server, dir))
+}
+
+/// A sandbox company whose app's configuration points at `receiver`; answers the
+/// company and the app's creation answer (with its secrets).
+async fn subscribed(server: &TestServer, receiver: &Receiver, extra: Value) -> (Company, Value) {
+    let realm_id = server.realm("sandbox").await;
+    let app = server.app("Receiver app").await;
+    let app_id = app["id"].as_str().unwrap().to_owned();
+    let grant = server.connect(&app_id, &realm_id).await;
+    let mut body = json!({"url": receiver.url("https", "/hook"), "entities": "*"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    server.configure(&app_id, "sandbox", body).await;
+    let company = Company {
+        realm_id,
+        app_id,
+        access_token: grant["access_token"].as_str().unwrap().to_owned(),
+    };
+    (company, app)
+}
+
+async fn ingest_one(server: &TestServer, realm_id: &str, id: &str) {
+    let events =
+        json!([{"name": "Customer", "id": id, "operation": "Update", "lastUpdated": minutes_ago(1)}]);
+    assert_eq!(server.ingest(realm_id, &events).await.0, 202);
+}
+
+fn entity_ids(request: &Recorded) -> Vec<String> {
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    body["eventNotifications"][0]["dataChangeEvent"]["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn config_state(server: &TestServer, app_id: &str) -> Value {
+    server
+        .get(&format!("/api/v1/apps/{app_id}/webhooks/sandbox"))
+        .await
+        .1
+}
+
+async fn wait_for_state(server: &TestServer, app_id: &str, state: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let config = config_state(server, app_id).await;
+        if config["state"] == state || Instant::now() > deadline {
+            return config;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn a_failing_endpoint_gets_the_scheduled_attempts_then_is_blacklisted(kind: Kind) {
+    let pki = receiver::pki();
+    // The classic 20, 30, 50 minutes at time-scale 1200: 1 s, 1.5 s, 2.5 s; inactive
+    // after 1 h: 3 s.
+    let Some((server, _dir)) = delivery_server(kind, &pki, |c| {
+        c.time_scale = 1200.0;
+        c.inactive_after = Duration::from_secs(3600);
+    })
+    .await
+    else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(500, Duration::ZERO);
+    let (company, _) = subscribed(&server, &hook, json!({})).await;
+    ingest_one(&server, &company.realm_id, "1").await;
+
+    let seen = hook.wait_for(4, Duration::from_secs(10)).await;
+    assert_eq!(seen.len(), 4, "initial attempt and three retries");
+    let expected = [1000.0, 1500.0, 2500.0];
+    for (i, wait) in expected.iter().enumerate() {
+        let gap = seen[i + 1].started.duration_since(seen[i].finished).as_secs_f64() * 1000.0;
+        let tolerance = wait * 0.10 + 50.0;
+        assert!(
+            (gap - wait).abs() <= tolerance,
+            "retry {} came after {gap:.0} ms, expected {wait} ms",
+            i + 1
+        );
+    }
+    assert!(
+        seen.iter().all(|r| r.body == seen[0].body),
+        "a retry changed the body"
+    );
+    let ids: Vec<&str> = seen.iter().map(|r| r.header("webhook-id").unwrap()).collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "webhook-id changed across retries: {ids:?}"
+    );
+
+    let config = wait_for_state(&server, &company.app_id, "blacklisted", Duration::from_secs(2)).await;
+    assert_eq!(config["state"], "blacklisted");
+    assert_eq!(config["last_error"], "HTTP 500");
+    let (_, list) = server
+        .get(&format!("/api/v1/apps/{}/notifications", company.app_id))
+        .await;
+    assert_eq!(list["data"][0]["status"], "dropped");
+    assert_eq!(list["data"][0]["attempts"], 4);
+
+    // Later notifications are held and nothing more is sent.
+    hook.set(200, Duration::ZERO);
+    ingest_one(&server, &company.realm_id, "2").await;
+    ingest_one(&server, &company.realm_id, "3").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(hook.hits(), 4, "a request was made after the drop");
+    let (_, held) = server
+        .get(&format!(
+            "/api/v1/apps/{}/notifications?status=held",
+            company.app_id
+        ))
+        .await;
+    assert_eq!(held["data"].as_array().unwrap().len(), 2);
+
+    let config = wait_for_state(&server, &company.app_id, "inactive", Duration::from_secs(6)).await;
+    assert_eq!(config["state"], "inactive", "not inactive after inactive-after");
+
+    // Reactivation delivers the held notifications, oldest first.
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/apps/{}/webhooks/sandbox/reactivate", company.app_id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let seen = hook.wait_for(6, Duration::from_secs(5)).await;
+    assert_eq!(seen.len(), 6);
+    assert_eq!(entity_ids(&seen[4]), ["2"]);
+    assert_eq!(entity_ids(&seen[5]), ["3"]);
+}
+
+async fn ordering_case(kind: Kind, ordering: &str) -> Option<Vec<(Vec<String>, u16)>> {
+    let pki = receiver::pki();
+    let (server, _dir) = delivery_server(kind, &pki, |c| c.time_scale = 1200.0).await?;
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(500, Duration::ZERO);
+    let (company, _) = subscribed(&server, &hook, json!({"ordering": ordering})).await;
+    ingest_one(&server, &company.realm_id, "older").await;
+    assert_eq!(hook.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+    hook.set(200, Duration::ZERO);
+    ingest_one(&server, &company.realm_id, "newer").await;
+    let seen = hook.wait_for(3, Duration::from_secs(5)).await;
+    Some(seen.iter().map(|r| (entity_ids(r), r.status)).collect())
+}
+
+async fn best_effort_ordering_does_not_wait_for_a_retry(kind: Kind) {
+    let Some(seen) = ordering_case(kind, "best-effort").await else {
+        return;
+    };
+    let order: Vec<(&str, u16)> = seen.iter().map(|(ids, s)| (ids[0].as_str(), *s)).collect();
+    assert_eq!(order, [("older", 500), ("newer", 200), ("older", 200)]);
+}
+
+async fn strict_ordering_waits_for_the_older_notification(kind: Kind) {
+    let Some(seen) = ordering_case(kind, "strict").await else {
+        return;
+    };
+    let order: Vec<(&str, u16)> = seen.iter().map(|(ids, s)| (ids[0].as_str(), *s)).collect();
+    assert_eq!(order, [("older", 500), ("older", 200), ("newer", 200)]);
+}
+
+async fn a_timeout_counts_as_a_failure(kind: Kind) {
+    let pki = receiver::pki();
+    let Some((server, _dir)) =
+        delivery_server(kind, &pki, |c| c.delivery_timeout = Duration::from_millis(300)).await
+    else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(200, Duration::from_millis(1000));
+    let (company, _) = subscribed(&server, &hook, json!({})).await;
+    ingest_one(&server, &company.realm_id, "1").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let list = loop {
+        let (_, list) = server
+            .get(&format!("/api/v1/apps/{}/notifications", company.app_id))
+            .await;
+        if list["data"][0]["attempts"] == 1 || Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(list["data"][0]["status"], "retrying");
+    let id = list["data"][0]["id"].as_str().unwrap();
+    let (_, one) = server
+        .get(&format!("/api/v1/apps/{}/notifications/{id}", company.app_id))
+        .await;
+    let attempt = &one["attempts"][0];
+    assert_eq!(attempt["outcome"], "timeout");
+    assert_eq!(attempt["status_code"], Value::Null);
+    assert!(attempt["duration_ms"].as_i64().unwrap() < 900, "{attempt}");
+}
+
+async fn one_attempt_in_flight_per_realm_while_realms_run_in_parallel(kind: Kind) {
+    let pki = receiver::pki();
+    let Some((server, _dir)) = delivery_server(kind, &pki, |_| {}).await else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(200, Duration::from_millis(150));
+    let (company, _) = subscribed(&server, &hook, json!({})).await;
+    let mut realms = vec![company.realm_id.clone()];
+    for _ in 0..2 {
+        let realm = server.realm("sandbox").await;
+        server.connect(&company.app_id, &realm).await;
+        realms.push(realm);
+    }
+    for i in 0..4 {
+        for realm in &realms {
+            ingest_one(&server, realm, &format!("{i}")).await;
+        }
+    }
+    let seen = hook.wait_for(12, Duration::from_secs(10)).await;
+    assert_eq!(seen.len(), 12);
+    let realm_of = |r: &Recorded| -> String {
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        body["eventNotifications"][0]["realmId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut overlapping_realms = false;
+    for (i, a) in seen.iter().enumerate() {
+        for b in &seen[i + 1..] {
+            let overlap = a.started < b.finished && b.started < a.finished;
+            if overlap && realm_of(a) == realm_of(b) {
+                panic!("two requests of realm {} overlapped", realm_of(a));
+            }
+            overlapping_realms |= overlap;
+        }
+    }
+    assert!(
+        overlapping_realms,
+        "realms were delivered one after another, not in parallel"
+    );
+}
+
+async fn a_test_send_is_signed_and_listed(kind: Kind) {
+    let pki = receiver::pki();
+    let Some((server, _dir)) = delivery_server(kind, &pki, |_| {}).await else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    let (company, app) = subscribed(&server, &hook, json!({})).await;
+    let path = format!("/api/v1/apps/{}/webhooks/sandbox/test", company.app_id);
+    let (status, answer) = server.post(&path, &json!({"realm_id": company.realm_id})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["attempt"]["outcome"], "success");
+    assert_eq!(answer["attempt"]["status_code"], 200);
+    let request = &hook.requests()[0];
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(
+        body["eventNotifications"][0]["realmId"],
+        company.realm_id.as_str()
+    );
+    assert_eq!(
+        body["eventNotifications"][0]["dataChangeEvent"]["entities"][0]["operation"],
+        "Create"
+    );
+    let verifier = app["verifier_token"].as_str().unwrap();
+    assert_eq!(
+        request.header("intuit-signature").unwrap(),
+        intuit_signature(verifier, &request.body)
+    );
+    let id = request.header("webhook-id").unwrap();
+    assert_eq!(id, answer["notification_id"].as_str().unwrap());
+    let timestamp: i64 = request.header("webhook-timestamp").unwrap().parse().unwrap();
+    let expected = standard_signature(
+        app["signing_secret"].as_str().unwrap(),
+        id,
+        timestamp,
+        &request.body,
+    )
+    .unwrap();
+    assert_eq!(request.header("webhook-signature").unwrap(), expected);
+    assert_eq!(
+        request.header("content-type").unwrap(),
+        "application/json; charset=utf-8"
+    );
+    assert_eq!(
+        request.header("intuit-notification-schema-version").unwrap(),
+        "0.1"
+    );
+    assert!(request.header("user-agent").unwrap().starts_with("ledgerhook/"));
+    let (_, list) = server
+        .get(&format!("/api/v1/apps/{}/notifications", company.app_id))
+        .await;
+    assert_eq!(list["data"][0]["test"], true);
+    assert_eq!(list["data"][0]["status"], "delivered");
+    // Without a realm the sample is for realm "0".
+    let (_, answer) = server.post(&path, &json!({})).await;
+    assert_eq!(answer["attempt"]["outcome"], "success");
+    let body: Value = serde_json::from_slice(&hook.requests()[1].body).unwrap();
+    assert_eq!(body["eventNotifications"][0]["realmId"], "0");
+}
+
+async fn notifications_can_be_listed_read_redelivered_and_recovered(kind: Kind) {
+    let pki = receiver::pki();
+    let Some((server, _dir)) = delivery_server(kind, &pki, |c| {
+        c.retry_schedule = vec![Duration::from_millis(100)];
+    })
+    .await
+    else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(503, Duration::ZERO);
+    let (company, _) = subscribed(&server, &hook, json!({})).await;
+    let since = ledgerhook_domain::Timestamp::now().to_rfc3339();
+    ingest_one(&server, &company.realm_id, "1").await;
+    wait_for_state(&server, &company.app_id, "blacklisted", Duration::from_secs(5)).await;
+    let base = format!("/api/v1/apps/{}/notifications", company.app_id);
+    let (_, list) = server
+        .get(&format!(
+            "{base}?status=dropped&environment=sandbox&realm={}",
+            company.realm_id
+        ))
+        .await;
+    let item = &list["data"][0];
+    let keys: Vec<&str> = item.as_object().unwrap().keys().map(String::as_str).collect();
+    for key in [
+        "id",
+        "environment",
+        "realm_id",
+        "status",
+        "format",
+        "test",
+        "created_at",
+        "attempts",
+        "next_attempt_at",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {item}");
+    }
+    let id = item["id"].as_str().unwrap().to_owned();
+    let (_, one) = server.get(&format!("{base}/{id}")).await;
+    assert_eq!(
+        one["payload"].as_str().unwrap().as_bytes(),
+        hook.requests()[0].body.as_slice()
+    );
+    let attempts = one["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[1]["number"], 2);
+    assert_eq!(attempts[1]["outcome"], "http");
+    assert_eq!(attempts[1]["status_code"], 503);
+    assert_eq!(attempts[1]["response_body"], "status 503");
+
+    // Redelivery sends now and does not touch the configuration's state.
+    hook.set(200, Duration::ZERO);
+    let (status, answer) = server.post(&format!("{base}/{id}/redeliver"), &json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "delivered");
+    assert_eq!(
+        config_state(&server, &company.app_id).await["state"],
+        "blacklisted"
+    );
+
+    // Recover queues again what was not delivered since a time.
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/apps/{}/webhooks/sandbox/reactivate", company.app_id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    hook.set(500, Duration::ZERO);
+    ingest_one(&server, &company.realm_id, "2").await;
+    wait_for_state(&server, &company.app_id, "blacklisted", Duration::from_secs(5)).await;
+    server
+        .post(
+            &format!("/api/v1/apps/{}/webhooks/sandbox/reactivate", company.app_id),
+            &json!({}),
+        )
+        .await;
+    hook.set(200, Duration::ZERO);
+    let hits = hook.hits();
+    let (status, answer) = server
+        .post(
+            &format!("/api/v1/apps/{}/webhooks/sandbox/recover", company.app_id),
+            &json!({"since": since}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        answer["queued"], 1,
+        "only the dropped notification is not delivered: {answer}"
+    );
+    let seen = hook.wait_for(hits + 1, Duration::from_secs(5)).await;
+    assert_eq!(entity_ids(seen.last().unwrap()), ["2"]);
+
+    // Bad input.
+    let (status, _) = server.get(&format!("{base}?status=lost")).await;
+    assert_eq!(status, 400);
+    let (status, _) = server.get(&format!("{base}/ntf_missing")).await;
+    assert_eq!(status, 404);
+    let (status, _) = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/apps/{}/webhooks/sandbox/recover", company.app_id),
+            Some(OPERATOR),
+            Some(&json!({"since": "whenever"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+/// The real schedule at `time-scale 60`: the first classic retry, 20 minutes, takes 20 s.
+/// (SQLite only: the scheduling code is the same on both backends and this test waits.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_scale_60_makes_the_20_minute_retry_take_20_seconds() {
+    let pki = receiver::pki();
+    let Some((server, _dir)) = delivery_server(Kind::Sqlite, &pki, |c| c.time_scale = 60.0).await else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(500, Duration::ZERO);
+    let (company, _) = subscribed(&server, &hook, json!({})).await;
+    ingest_one(&server, &company.realm_id, "1").await;
+    assert_eq!(hook.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+    hook.set(200, Duration::ZERO);
+    let seen = hook.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(seen.len(), 2, "no retry within 30 s");
+    let gap = seen[1].started.duration_since(seen[0].finished).as_secs_f64();
+    assert!((gap - 20.0).abs() <= 2.05, "the retry came after {gap:.2} s");
+    let (_, list) = server
+        .get(&format!("/api/v1/apps/{}/notifications", company.app_id))
+        .await;
+    assert_eq!(list["data"][0]["status"], "delivered");
+}
