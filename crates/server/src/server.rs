@@ -97,6 +97,11 @@ impl RunningServer {
             wake: self.state.wake_aggregator.clone(),
             made: self.state.wake_dispatcher.clone(),
         };
+        self.state.store.spawn_listener(
+            self.state.wake_aggregator.clone(),
+            self.state.wake_dispatcher.clone(),
+            stopping.clone(),
+        );
         let aggregator = tokio::spawn(aggregator.run(stopping.clone()));
         let dispatcher = tokio::spawn(self.state.dispatcher.clone().run(stopping.clone()));
         let config = &self.state.config;

@@ -1,6 +1,7 @@
 //! Webhook configurations and their states.
 
 use crate::model::{decode_error, environment, ConfigInput, WebhookConfig};
+use crate::signals::{announce, Signal};
 use crate::{Store, StoreError};
 use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Timestamp, ENTITIES};
 use sqlx::any::AnyRow;
@@ -143,6 +144,7 @@ impl Store {
         let stored = config_in(&mut tx, app_id, env).await?;
         write_subscriptions(&mut tx, &stored).await?;
         release_held(&mut tx, stored.id, now).await?;
+        announce(&mut tx, self.backend(), Signal::Notifications).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -227,6 +229,8 @@ impl Store {
         let stored = config_in(&mut tx, app_id, env).await?;
         if state == ConfigState::Active {
             release_held(&mut tx, stored.id, now).await?;
+            announce(&mut tx, self.backend(), Signal::Notifications).await?;
+            announce(&mut tx, self.backend(), Signal::Notifications).await?;
         }
         tx.commit().await?;
         Ok(Some(stored))

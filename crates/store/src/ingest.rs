@@ -5,7 +5,7 @@
 //! entity's state (body, deleted flag, `SyncToken` + 1) only if its `lastUpdated` is not
 //! older than the state's. Every change is recorded as a change event either way.
 
-use crate::windows::{fan_out, WindowPolicy};
+use crate::windows::{fan_out_and_announce, WindowPolicy};
 use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{Operation, Timestamp};
 use sqlx::{Any, Row, Transaction};
@@ -95,7 +95,9 @@ impl Store {
         let seqs = insert_events(self.backend(), &mut tx, &accepted, now).await?;
         apply_states(self.backend(), &mut tx, &accepted).await?;
         let windows_touched = match seqs {
-            Some((first, last)) => fan_out(&mut tx, first, last, policy, now).await?,
+            Some((first, last)) => {
+                fan_out_and_announce(&mut tx, self.backend(), first, last, policy, now).await?
+            }
             None => false,
         };
         tx.commit().await?;
@@ -174,18 +176,22 @@ async fn insert_events(
     now: Timestamp,
 ) -> Result<Option<(i64, i64)>, sqlx::Error> {
     let mut range: Option<(i64, i64)> = None;
-    let rows: Vec<(&str, &NewEvent)> = requests
+    // A random id per request groups its events (a 0s window sends each request alone).
+    let rows: Vec<(&str, &NewEvent, i64)> = requests
         .iter()
-        .flat_map(|r| r.events.iter().map(move |e| (r.realm_id.as_str(), e)))
+        .flat_map(|r| {
+            let batch: i64 = rand::random();
+            r.events.iter().map(move |e| (r.realm_id.as_str(), e, batch))
+        })
         .collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO change_events (realm_id, entity, entity_id, operation, last_updated, deleted_id, accepted_at) \
+            "INSERT INTO change_events (realm_id, entity, entity_id, operation, last_updated, deleted_id, accepted_at, batch_id) \
              VALUES {} RETURNING seq",
-            placeholders(backend, chunk.len(), 7)
+            placeholders(backend, chunk.len(), 8)
         );
         let mut query = sqlx::query(&sql);
-        for (realm_id, event) in chunk {
+        for (realm_id, event, batch) in chunk {
             query = query
                 .bind(*realm_id)
                 .bind(event.entity)
@@ -193,7 +199,8 @@ async fn insert_events(
                 .bind(event.operation.as_str())
                 .bind(event.last_updated.millis())
                 .bind(event.deleted_id.as_deref())
-                .bind(now.millis());
+                .bind(now.millis())
+                .bind(*batch);
         }
         for row in query.fetch_all(&mut **tx).await? {
             let seq: i64 = row.try_get("seq")?;

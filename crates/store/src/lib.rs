@@ -23,6 +23,7 @@ pub mod notifications;
 mod open;
 pub mod queue;
 mod realms;
+pub mod signals;
 pub mod windows;
 
 pub use error::StoreError;
@@ -46,6 +47,8 @@ struct Inner {
     read: AnyPool,
     /// Held for the life of the store: the exclusive lock on the SQLite file.
     _lock: Option<std::fs::File>,
+    /// The database URL (PostgreSQL's listener opens its own connection).
+    url: String,
 }
 
 impl Store {

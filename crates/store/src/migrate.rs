@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_core.sql")),
     (2, include_str!("migrations/0002_subscriptions.sql")),
     (3, include_str!("migrations/0003_stream_leases.sql")),
+    (4, include_str!("migrations/0004_window_batches.sql")),
 ];
 
 /// Arbitrary but fixed key of the PostgreSQL advisory lock taken while migrating.

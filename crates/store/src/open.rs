@@ -157,6 +157,7 @@ async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, Store
             write,
             read,
             _lock: Some(lock),
+            url: options.url.clone(),
         }),
     })
 }
@@ -179,6 +180,7 @@ async fn open_postgres(options: &StoreOptions) -> Result<Store, StoreError> {
             write: pool.clone(),
             read: pool,
             _lock: None,
+            url: options.url.clone(),
         }),
     })
 }

@@ -3,6 +3,7 @@
 //! (configuration, realm) is in flight across every node.
 
 use crate::notifications::{notification, Notification, NotificationStatus, COLUMNS};
+use crate::signals::{announce, Signal};
 use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{ConfigState, Ordering, Timestamp};
 use sqlx::Row;
@@ -325,6 +326,7 @@ impl Store {
     /// Queues again every notification of `config_id` made at or after `since` that is
     /// neither delivered nor held; answers how many.
     pub async fn recover(&self, config_id: i64, since: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.writer().begin().await?;
         let result = sqlx::query(
             "UPDATE notifications SET status = 'pending', next_attempt_at = $1 \
              WHERE config_id = $2 AND created_at >= $3 AND status IN ('pending', 'retrying', 'dropped') AND test = 0",
@@ -332,8 +334,10 @@ impl Store {
         .bind(now.millis())
         .bind(config_id)
         .bind(since.millis())
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
+        announce(&mut tx, self.backend(), Signal::Notifications).await?;
+        tx.commit().await?;
         Ok(result.rows_affected())
     }
 

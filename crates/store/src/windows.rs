@@ -11,6 +11,7 @@
 
 use crate::model::{decode_error, WebhookConfig};
 use crate::notifications::{insert_notification, NewNotification};
+use crate::signals::{announce, Signal};
 use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{entity, ChangeEvent, ConfigState, Environment, Operation, Timestamp};
 use sqlx::{Any, Row, Transaction};
@@ -58,8 +59,8 @@ pub(crate) async fn fan_out(
     now: Timestamp,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO window_events (config_id, realm_id, event_seq) \
-         SELECT wc.id, ce.realm_id, ce.seq FROM change_events ce \
+        "INSERT INTO window_events (config_id, realm_id, event_seq, batch_id) \
+         SELECT wc.id, ce.realm_id, ce.seq, ce.batch_id FROM change_events ce \
          JOIN realms r ON r.id = ce.realm_id \
          JOIN connections c ON c.realm_id = ce.realm_id AND c.after_seq < ce.seq \
          JOIN webhook_configs wc ON wc.app_id = c.app_id AND wc.environment = r.environment \
@@ -112,6 +113,22 @@ pub(crate) async fn fan_out(
         .await?;
     }
     Ok(true)
+}
+
+/// [`fan_out`], announcing new windows to other nodes.
+pub(crate) async fn fan_out_and_announce(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    first: i64,
+    last: i64,
+    policy: &WindowPolicy,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let touched = fan_out(tx, first, last, policy, now).await?;
+    if touched {
+        announce(tx, backend, Signal::Windows).await?;
+    }
+    Ok(touched)
 }
 
 /// What the renderer of a closing window is given.
@@ -218,14 +235,20 @@ impl Store {
             tx.commit().await?;
             return Ok(0);
         };
+        // A 0s window holds one ingestion request: take only the oldest request's events.
+        let zero_window = policy.real_length_ms(config.environment, config.batch_window_ms) == 0;
         let rows = sqlx::query(
             "SELECT ce.seq, ce.entity, ce.entity_id, ce.operation, ce.last_updated, ce.deleted_id \
              FROM window_events we JOIN change_events ce ON ce.seq = we.event_seq \
-             WHERE we.config_id = $1 AND we.realm_id = $2 ORDER BY ce.seq LIMIT $3",
+             WHERE we.config_id = $1 AND we.realm_id = $2 \
+             AND ($4 = 0 OR we.batch_id = (SELECT o.batch_id FROM window_events o \
+                  WHERE o.config_id = $1 AND o.realm_id = $2 ORDER BY o.event_seq LIMIT 1)) \
+             ORDER BY ce.seq LIMIT $3",
         )
         .bind(key.config_id)
         .bind(&key.realm_id)
         .bind(policy.max_events)
+        .bind(i64::from(zero_window))
         .fetch_all(&mut *tx)
         .await?;
         let taken = rows.iter().map(event_row).collect::<Result<Vec<_>, _>>()?;
@@ -244,13 +267,21 @@ impl Store {
         for notification in &made {
             insert_notification(&mut tx, &config, &key.realm_id, notification, held, now).await?;
         }
-        sqlx::query("DELETE FROM window_events WHERE config_id = $1 AND realm_id = $2 AND event_seq <= $3")
-            .bind(key.config_id)
-            .bind(&key.realm_id)
-            .bind(last_taken)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM window_events WHERE config_id = $1 AND realm_id = $2 AND event_seq <= $3 \
+             AND ($4 = 0 OR batch_id = (SELECT o.batch_id FROM window_events o \
+                  WHERE o.config_id = $1 AND o.realm_id = $2 ORDER BY o.event_seq LIMIT 1))",
+        )
+        .bind(key.config_id)
+        .bind(&key.realm_id)
+        .bind(last_taken)
+        .bind(i64::from(zero_window))
+        .execute(&mut *tx)
+        .await?;
         reopen_or_remove(&mut tx, key, &config, policy, now).await?;
+        if !made.is_empty() && !held {
+            announce(&mut tx, self.backend(), Signal::Notifications).await?;
+        }
         tx.commit().await?;
         Ok(made.len())
     }

@@ -369,6 +369,51 @@ async fn a_zero_window_makes_one_notification_per_commit(kind: Kind) {
     let made = server.stored_notifications(&company.app_id).await;
     assert_eq!(made.len(), 3);
     assert!(made.iter().all(|n| n.event_count == 2));
+
+    // Commits faster than windows close still make one notification each.
+    let mut requests = Vec::new();
+    let (server, company) = (&server, &company);
+    for i in 0..8 {
+        let events = json!([change("Invoice", &format!("burst{i}"), "Create", 5)]);
+        requests.push(async move { server.ingest(&company.realm_id, &events).await.0 });
+    }
+    for status in futures_join_all(requests).await {
+        assert_eq!(status, 202);
+    }
+    let made = server
+        .wait_for_notifications(&company.app_id, 11, Duration::from_secs(5))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let made_later = server.stored_notifications(&company.app_id).await;
+    assert_eq!(made_later.len(), 11, "{made:?}");
+    assert!(made_later.iter().all(|n| n.event_count <= 2));
+}
+
+/// Runs futures concurrently on this task and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, future) in pinned.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => outputs[i] = Some(out),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
 }
 
 async fn blacklisted_configurations_hold_and_inactive_ones_gather_nothing(kind: Kind) {

@@ -469,3 +469,58 @@ async fn time_scale_60_makes_the_20_minute_retry_take_20_seconds() {
         .await;
     assert_eq!(list["data"][0]["status"], "delivered");
 }
+
+/// p99 of event→delivery latency for `samples` single-event requests to `hook`.
+async fn healthy_p99(server: &TestServer, hook: &Receiver, realm_id: &str, samples: usize) -> Duration {
+    let mut latencies = Vec::with_capacity(samples);
+    let before = hook.hits();
+    for i in 0..samples {
+        let sent = Instant::now();
+        ingest_one(server, realm_id, &format!("h{i}")).await;
+        let seen = hook.wait_for(before + i + 1, Duration::from_secs(5)).await;
+        assert_eq!(
+            seen.len(),
+            before + i + 1,
+            "healthy notification {i} not delivered"
+        );
+        latencies.push(seen[before + i].started.duration_since(sent));
+    }
+    latencies.sort();
+    latencies[(samples * 99 / 100).min(samples - 1)]
+}
+
+/// A healthy endpoint keeps its latency while 100 endpoints never answer. The bound is
+/// 1.25× running alone, with 25 ms of slack for scheduling noise on a busy test machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_that_never_answer_do_not_delay_a_healthy_one() {
+    let pki = receiver::pki();
+    let Some((server, _dir)) = delivery_server(Kind::Sqlite, &pki, |c| c.allow_http = true).await else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    let (healthy, _) = subscribed(&server, &hook, json!({})).await;
+    healthy_p99(&server, &hook, &healthy.realm_id, 10).await; // warm-up: connection, caches
+    let alone = healthy_p99(&server, &hook, &healthy.realm_id, 60).await;
+
+    let hole = receiver::black_hole().await;
+    let dead_realm = server.realm("sandbox").await;
+    for i in 0..100 {
+        let app = server.app(&format!("Dead {i}")).await;
+        let app_id = app["id"].as_str().unwrap();
+        server.connect(app_id, &dead_realm).await;
+        let url = format!("http://127.0.0.1:{hole}/dead/{i}");
+        server
+            .configure(app_id, "sandbox", json!({"url": url, "entities": "*"}))
+            .await;
+    }
+    ingest_one(&server, &dead_realm, "dead").await;
+    // Wait until the 100 attempts hang in the black hole.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let crowded = healthy_p99(&server, &hook, &healthy.realm_id, 60).await;
+    let bound = alone.mul_f64(1.25) + Duration::from_millis(25);
+    eprintln!("healthy p99 alone {alone:?}, with 100 dead endpoints {crowded:?}");
+    assert!(
+        crowded <= bound,
+        "p99 alone {alone:?}, with 100 dead endpoints {crowded:?} (bound {bound:?})"
+    );
+}
