@@ -28,7 +28,7 @@ const ROUND: u32 = 256;
 /// Attempts in flight in this process, over all endpoints.
 const MAX_IN_FLIGHT: usize = 2048;
 /// How much longer than `delivery-timeout` a lease lasts.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Why a manual send could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +192,7 @@ impl Dispatcher {
                 .retry
                 .after_failure(failures, first, Timestamp::now(), self.options.time_scale)
         };
-        tracing::debug!(notification = %state.notification.id, outcome = attempt.outcome.as_str(), ?decision, "attempt");
+        tracing::debug!(node = %self.owner, notification = %state.notification.id, outcome = attempt.outcome.as_str(), ?decision, "attempt");
         self.record(candidate.seq, &attempt, &decision, true).await?;
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! shutdown and restarts.
 
 mod crash;
+mod nodes;
 mod support;
 
 use ledgerhook_testkit::TestDatabase;
