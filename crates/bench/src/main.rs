@@ -2,10 +2,13 @@
 //! from this separate process over loopback HTTP. Every load loop is bounded in count
 //! and in time.
 //!
-//! `ledgerhook-bench ingest --backend sqlite --clients 16 --batch 100 --duration 10s`
+//! `ledgerhook-bench ingest --backend sqlite --clients 16 --batch 100 --duration 10`
+//! `ledgerhook-bench deliver --backend sqlite --realms 1000 --window 0 --duration 10`
 
+mod deliver;
 mod fsync;
 mod ingest;
+mod receiver;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +24,10 @@ struct Cli {
 enum Command {
     /// Ingestion throughput and latency.
     Ingest(ingest::Args),
+    /// Delivery throughput, latency and isolation.
+    Deliver(deliver::Args),
+    /// The benchmark receiver (started by `deliver` as its own process).
+    Receiver(receiver::Args),
     /// The fsync latency of the disk holding a directory.
     Fsync {
         /// Directory to measure (default: a temporary directory).
@@ -33,6 +40,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Ingest(args) => tokio::runtime::Runtime::new()?.block_on(ingest::run(args)),
+        Command::Deliver(args) => tokio::runtime::Runtime::new()?.block_on(deliver::run(args)),
+        Command::Receiver(args) => tokio::runtime::Runtime::new()?.block_on(receiver::run(args)),
         Command::Fsync { dir } => {
             let dir = match dir {
                 Some(d) => d,

@@ -66,21 +66,20 @@ impl Aggregator {
                 return 0;
             }
         };
-        for key in &keys {
-            match self
-                .store
-                .close_window(key, &self.policy, now, render_window)
-                .await
-            {
-                Ok(0) => {}
-                Ok(made) => {
-                    tracing::debug!(config = key.config_id, realm = %key.realm_id, made, "window closed");
-                    self.made.notify_one();
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, config = key.config_id, realm = %key.realm_id, "closing a window failed")
-                }
+        if keys.is_empty() {
+            return 0;
+        }
+        match self
+            .store
+            .close_windows(&keys, &self.policy, now, render_window)
+            .await
+        {
+            Ok(0) => {}
+            Ok(made) => {
+                tracing::debug!(windows = keys.len(), made, "windows closed");
+                self.made.notify_one();
             }
+            Err(err) => tracing::error!(error = %err, windows = keys.len(), "closing windows failed"),
         }
         keys.len()
     }

@@ -12,13 +12,14 @@ use crate::secrets::SecretBox;
 use crate::signature::{attempt_headers, random_uuid, AttemptSigning, KeyPair};
 use ledgerhook_domain::{Ordering, Timestamp};
 use ledgerhook_store::model::SecretName;
+use ledgerhook_store::model::StoredSecret;
 use ledgerhook_store::notifications::Notification;
-use ledgerhook_store::queue::{AttemptRecord, Candidate, Decision};
+use ledgerhook_store::queue::{AttemptRecord, AttemptResult, Candidate, Decision};
 use ledgerhook_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// The longest the dispatcher sleeps without looking at the queue.
@@ -69,17 +70,78 @@ pub struct Dispatcher {
     owner: String,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
     in_flight: Arc<Semaphore>,
+    recorder: mpsc::Sender<(AttemptResult, oneshot::Sender<Result<(), String>>)>,
+    secrets_cache: Mutex<HashMap<String, (Instant, Vec<StoredSecret>)>>,
+}
+
+/// How long an app's stored secrets are reused between attempts (a rotation takes
+/// effect within this time).
+const SECRETS_TTL: Duration = Duration::from_secs(1);
+
+type RecordJob = (AttemptResult, oneshot::Sender<Result<(), String>>);
+
+/// Commits attempt results in groups: every result waiting at that moment goes into one
+/// transaction.
+async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        while group.len() < 256 {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let (results, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        let outcome = store
+            .record_attempts(&results, Timestamp::now())
+            .await
+            .map_err(|e| e.to_string());
+        if let Err(err) = &outcome {
+            tracing::error!(error = %err, "recording attempts failed");
+        }
+        for reply in replies {
+            let _ = reply.send(outcome.clone());
+        }
+    }
 }
 
 impl Dispatcher {
     /// A dispatcher with a fresh lease owner id.
     pub fn new(options: DispatcherOptions) -> Arc<Dispatcher> {
+        let (recorder, jobs) = mpsc::channel(4096);
+        tokio::spawn(record_loop(options.store.clone(), jobs));
         Arc::new(Dispatcher {
             options,
             owner: format!("node-{}", random_uuid()),
             endpoints: Mutex::new(HashMap::new()),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            recorder,
+            secrets_cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The app's stored verifier token and signing secret, cached for [`SECRETS_TTL`].
+    async fn stored_secrets(&self, app_id: &str) -> Result<Vec<StoredSecret>, SendError> {
+        if let Some((at, secrets)) = self.secrets_cache.lock().expect("cache").get(app_id) {
+            if at.elapsed() < SECRETS_TTL {
+                return Ok(secrets.clone());
+            }
+        }
+        let mut secrets = Vec::with_capacity(2);
+        for name in [SecretName::VerifierToken, SecretName::SigningSecret] {
+            let stored = self
+                .options
+                .store
+                .secret(app_id, name)
+                .await?
+                .ok_or_else(|| SendError::Secret(format!("app {app_id} has no {}", name.as_str())))?;
+            secrets.push(stored);
+        }
+        self.secrets_cache
+            .lock()
+            .expect("cache")
+            .insert(app_id.to_owned(), (Instant::now(), secrets.clone()));
+        Ok(secrets)
     }
 
     /// This process's lease owner id.
@@ -103,13 +165,9 @@ impl Dispatcher {
 
     /// Signs and sends `notification` to `url` once.
     pub async fn send(&self, notification: &Notification, url: &str) -> Result<Attempt, SendError> {
-        let store = &self.options.store;
         let now = Timestamp::now();
         let mut pairs = Vec::with_capacity(2);
-        for name in [SecretName::VerifierToken, SecretName::SigningSecret] {
-            let stored = store.secret(&notification.app_id, name).await?.ok_or_else(|| {
-                SendError::Secret(format!("app {} has no {}", notification.app_id, name.as_str()))
-            })?;
+        for stored in self.stored_secrets(&notification.app_id).await? {
             let open = |v: &str| {
                 self.options
                     .secrets
@@ -152,20 +210,38 @@ impl Dispatcher {
         decision: &Decision,
         leased: bool,
     ) -> Result<(), StoreError> {
-        let record = AttemptRecord {
-            number: 0,
-            started_at: attempt.started_at,
-            duration_ms: attempt.duration_ms,
-            outcome: attempt.outcome.as_str().to_owned(),
-            status_code: attempt.status_code.map(i64::from),
-            error: attempt.error.clone(),
-            response_body: attempt.response_body.clone(),
+        let result = AttemptResult {
+            seq,
+            attempt: AttemptRecord {
+                number: 0,
+                started_at: attempt.started_at,
+                duration_ms: attempt.duration_ms,
+                outcome: attempt.outcome.as_str().to_owned(),
+                status_code: attempt.status_code.map(i64::from),
+                error: attempt.error.clone(),
+                response_body: attempt.response_body.clone(),
+            },
+            decision: decision.clone(),
+            owner: leased.then(|| self.owner.clone()),
         };
-        let owner = leased.then_some(self.owner.as_str());
-        self.options
-            .store
-            .record_attempt(seq, &record, decision, owner, Timestamp::now())
-            .await
+        let (reply, committed) = oneshot::channel();
+        if self.recorder.send((result.clone(), reply)).await.is_err() {
+            return self
+                .options
+                .store
+                .record_attempts(&[result], Timestamp::now())
+                .await;
+        }
+        match committed.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Recording(message)),
+            Err(_) => {
+                self.options
+                    .store
+                    .record_attempts(&[result], Timestamp::now())
+                    .await
+            }
+        }
     }
 
     /// One queued attempt: send, decide by the retry policy, record, wake the loop.
@@ -208,24 +284,29 @@ impl Dispatcher {
             .store
             .claimable(now, self.options.default_ordering, ROUND)
             .await?;
-        let (mut started, mut blocked) = (0, 0);
+        let (mut chosen, mut permits, mut blocked) = (Vec::new(), Vec::new(), 0);
         for candidate in candidates {
-            let Some(permits) = self.permits(&candidate.url) else {
-                blocked += 1;
-                continue;
-            };
-            if !self
-                .options
-                .store
-                .claim(&candidate, &self.owner, now, until)
-                .await?
-            {
+            match self.permits(&candidate.url) {
+                Some(p) => {
+                    chosen.push(candidate);
+                    permits.push(p);
+                }
+                None => blocked += 1,
+            }
+        }
+        if chosen.is_empty() {
+            return Ok((0, blocked));
+        }
+        let claimed = self.options.store.claim(&chosen, &self.owner, now, until).await?;
+        let mut started = 0;
+        for ((candidate, permit), won) in chosen.into_iter().zip(permits).zip(claimed) {
+            if !won {
                 continue;
             }
             started += 1;
             let me = self.clone();
             tasks.spawn(async move {
-                let _permits = permits;
+                let _permit = permit;
                 me.attempt(candidate).await;
             });
         }

@@ -47,6 +47,9 @@ pub enum StoreError {
     /// A unique key already exists.
     #[error("already exists: {0}")]
     Conflict(String),
+    /// A grouped write (attempt results) failed; the message is the group's error.
+    #[error("recording attempts failed: {0}")]
+    Recording(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

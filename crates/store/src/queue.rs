@@ -107,48 +107,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Takes the stream's lease and the notification for `owner` until `until`;
-    /// answers whether both were free (another node may have been faster).
+    /// Takes the stream's lease and the notification of each candidate for `owner` until
+    /// `until`, in one transaction; answers, per candidate, whether both were free
+    /// (another node may have been faster).
     pub async fn claim(
         &self,
-        candidate: &Candidate,
+        candidates: &[Candidate],
         owner: &str,
         now: Timestamp,
         until: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.writer().begin().await?;
-        let leased = sqlx::query(
-            "INSERT INTO stream_leases (config_id, realm_id, owner, lease_until) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (config_id, realm_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
-             WHERE stream_leases.lease_until <= $5",
-        )
-        .bind(candidate.config_id)
-        .bind(&candidate.realm_id)
-        .bind(owner)
-        .bind(until.millis())
-        .bind(now.millis())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if leased == 0 {
-            return Ok(false);
-        }
-        let claimed = sqlx::query(
-            "UPDATE notifications SET lease_owner = $1, lease_until = $2 \
-             WHERE seq = $3 AND status IN ('pending', 'retrying') AND next_attempt_at <= $4",
-        )
-        .bind(owner)
-        .bind(until.millis())
-        .bind(candidate.seq)
-        .bind(now.millis())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            return Ok(false);
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            claimed.push(claim_one(&mut tx, candidate, owner, now, until).await?);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(claimed)
     }
 
     /// The notification with its first attempt time, for an attempt.
@@ -166,91 +141,18 @@ impl Store {
         }))
     }
 
-    /// Records an attempt and its consequence in one transaction, and releases the
-    /// stream lease of `owner` (if any).
-    pub async fn record_attempt(
-        &self,
-        seq: i64,
-        attempt: &AttemptRecord,
-        decision: &Decision,
-        owner: Option<&str>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    /// Records attempts and their consequences in one transaction, releasing the stream
+    /// leases they held.
+    pub async fn record_attempts(&self, results: &[AttemptResult], now: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await?;
-        sqlx::query(
-            "INSERT INTO attempts (notification_seq, number, started_at, duration_ms, outcome, status_code, error, response_body) \
-             VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE notification_seq = $1), $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(seq)
-        .bind(attempt.started_at.millis())
-        .bind(attempt.duration_ms)
-        .bind(&attempt.outcome)
-        .bind(attempt.status_code)
-        .bind(attempt.error.as_deref())
-        .bind(attempt.response_body.as_deref())
-        .execute(&mut *tx)
-        .await?;
-        let (status, next): (Option<NotificationStatus>, Option<i64>) = match decision {
-            Decision::Delivered => (Some(NotificationStatus::Delivered), None),
-            Decision::Retry(at) => (Some(NotificationStatus::Retrying), Some(at.millis())),
-            Decision::DropAndBlacklist | Decision::Drop => (Some(NotificationStatus::Dropped), None),
-            Decision::Unchanged => (None, None),
-        };
-        match status {
-            Some(status) => {
-                sqlx::query(
-                    "UPDATE notifications SET status = $1, next_attempt_at = $2, attempt_count = attempt_count + 1, \
-                     first_attempt_at = COALESCE(first_attempt_at, $3), lease_owner = NULL, lease_until = NULL WHERE seq = $4",
-                )
-                .bind(status.as_str())
-                .bind(next)
-                .bind(attempt.started_at.millis())
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE notifications SET attempt_count = attempt_count + 1, \
-                     first_attempt_at = COALESCE(first_attempt_at, $1), lease_owner = NULL, lease_until = NULL WHERE seq = $2",
-                )
-                .bind(attempt.started_at.millis())
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-            }
+        let mut freed = false;
+        for result in results {
+            record_one(&mut tx, result, now).await?;
+            freed |= result.owner.is_some();
         }
-        let stream = sqlx::query("SELECT config_id, realm_id FROM notifications WHERE seq = $1")
-            .bind(seq)
-            .fetch_one(&mut *tx)
-            .await?;
-        let config_id: Option<i64> = stream.try_get("config_id")?;
-        let realm_id: String = stream.try_get("realm_id")?;
-        if let Some(config_id) = config_id {
-            if let Some(error) = attempt
-                .error
-                .as_deref()
-                .filter(|_| *decision != Decision::Delivered)
-            {
-                sqlx::query("UPDATE webhook_configs SET last_error = $1 WHERE id = $2")
-                    .bind(error)
-                    .bind(config_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if *decision == Decision::DropAndBlacklist {
-                blacklist(&mut tx, config_id, now).await?;
-            }
-            if let Some(owner) = owner {
-                sqlx::query(
-                    "DELETE FROM stream_leases WHERE owner = $1 AND config_id = $2 AND realm_id = $3",
-                )
-                .bind(owner)
-                .bind(config_id)
-                .bind(&realm_id)
-                .execute(&mut *tx)
-                .await?;
-            }
+        if freed {
+            // Streams are free again: other nodes may have their next notifications.
+            announce(&mut tx, self.backend(), Signal::Notifications).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -400,5 +302,131 @@ async fn blacklist(
     .bind(config_id)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// One attempt's outcome to record.
+#[derive(Clone, Debug)]
+pub struct AttemptResult {
+    /// The notification.
+    pub seq: i64,
+    /// The attempt.
+    pub attempt: AttemptRecord,
+    /// What it leads to.
+    pub decision: Decision,
+    /// The lease owner whose stream lease to release, if the attempt was claimed.
+    pub owner: Option<String>,
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+async fn claim_one(
+    tx: &mut Tx,
+    candidate: &Candidate,
+    owner: &str,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let leased = sqlx::query(
+        "INSERT INTO stream_leases (config_id, realm_id, owner, lease_until) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (config_id, realm_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
+         WHERE stream_leases.lease_until <= $5",
+    )
+    .bind(candidate.config_id)
+    .bind(&candidate.realm_id)
+    .bind(owner)
+    .bind(until.millis())
+    .bind(now.millis())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if leased == 0 {
+        return Ok(false);
+    }
+    let claimed = sqlx::query(
+        "UPDATE notifications SET lease_owner = $1, lease_until = $2 \
+         WHERE seq = $3 AND status IN ('pending', 'retrying') AND next_attempt_at <= $4",
+    )
+    .bind(owner)
+    .bind(until.millis())
+    .bind(candidate.seq)
+    .bind(now.millis())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        sqlx::query("DELETE FROM stream_leases WHERE config_id = $1 AND realm_id = $2 AND owner = $3")
+            .bind(candidate.config_id)
+            .bind(&candidate.realm_id)
+            .bind(owner)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(claimed == 1)
+}
+
+async fn record_one(tx: &mut Tx, result: &AttemptResult, now: Timestamp) -> Result<(), sqlx::Error> {
+    let attempt = &result.attempt;
+    sqlx::query(
+        "INSERT INTO attempts (notification_seq, number, started_at, duration_ms, outcome, status_code, error, response_body) \
+         VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE notification_seq = $1), $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(result.seq)
+    .bind(attempt.started_at.millis())
+    .bind(attempt.duration_ms)
+    .bind(&attempt.outcome)
+    .bind(attempt.status_code)
+    .bind(attempt.error.as_deref())
+    .bind(attempt.response_body.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    let (status, next): (Option<NotificationStatus>, Option<i64>) = match &result.decision {
+        Decision::Delivered => (Some(NotificationStatus::Delivered), None),
+        Decision::Retry(at) => (Some(NotificationStatus::Retrying), Some(at.millis())),
+        Decision::DropAndBlacklist | Decision::Drop => (Some(NotificationStatus::Dropped), None),
+        Decision::Unchanged => (None, None),
+    };
+    // Unchanged keeps status and due time: the CASE leaves them as they are.
+    sqlx::query(
+        "UPDATE notifications SET status = CASE WHEN $1 = '' THEN status ELSE $1 END, \
+         next_attempt_at = CASE WHEN $1 = '' THEN next_attempt_at ELSE $2 END, attempt_count = attempt_count + 1, \
+         first_attempt_at = COALESCE(first_attempt_at, $3), lease_owner = NULL, lease_until = NULL WHERE seq = $4",
+    )
+    .bind(status.map(|s| s.as_str()).unwrap_or(""))
+    .bind(next)
+    .bind(attempt.started_at.millis())
+    .bind(result.seq)
+    .execute(&mut **tx)
+    .await?;
+    let stream = sqlx::query("SELECT config_id, realm_id FROM notifications WHERE seq = $1")
+        .bind(result.seq)
+        .fetch_one(&mut **tx)
+        .await?;
+    let Some(config_id) = stream.try_get::<Option<i64>, _>("config_id")? else {
+        return Ok(());
+    };
+    let realm_id: String = stream.try_get("realm_id")?;
+    if let Some(error) = attempt
+        .error
+        .as_deref()
+        .filter(|_| result.decision != Decision::Delivered)
+    {
+        sqlx::query("UPDATE webhook_configs SET last_error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(config_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if result.decision == Decision::DropAndBlacklist {
+        blacklist(tx, config_id, now).await?;
+    }
+    if let Some(owner) = result.owner.as_deref() {
+        sqlx::query("DELETE FROM stream_leases WHERE owner = $1 AND config_id = $2 AND realm_id = $3")
+            .bind(owner)
+            .bind(config_id)
+            .bind(&realm_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }

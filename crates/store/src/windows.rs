@@ -198,93 +198,115 @@ impl Store {
         Ok(due.map(Timestamp))
     }
 
-    /// Closes a due window in one transaction: reads its first `batch-max-events`
-    /// events (by acceptance), has `render` make the notification bodies, stores them
-    /// (`held` when the configuration is blacklisted), and removes the consumed events;
-    /// what remains opens the next window. Answers how many notifications were made (0
-    /// when another node closed it first, or it was not due).
-    pub async fn close_window<F>(
+    /// Closes due windows, all in one transaction: for each, reads its first
+    /// `batch-max-events` events (by acceptance), has `render` make the notification
+    /// bodies, stores them (`held` when the configuration is blacklisted), and removes the
+    /// consumed events; what remains opens the next window. Answers how many
+    /// notifications were made (a window another node closed first makes none).
+    pub async fn close_windows<F>(
         &self,
-        key: &WindowKey,
+        keys: &[WindowKey],
         policy: &WindowPolicy,
         now: Timestamp,
-        render: F,
+        mut render: F,
     ) -> Result<usize, StoreError>
     where
-        F: FnOnce(&ClosingWindow<'_>) -> Vec<NewNotification>,
+        F: FnMut(&ClosingWindow<'_>) -> Vec<NewNotification>,
     {
         let mut tx = self.writer().begin().await?;
-        let lock = match self.backend() {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
-        let claimed = sqlx::query(&format!(
-            "SELECT config_id FROM windows WHERE config_id = $1 AND realm_id = $2 AND due_at <= $3{lock}"
-        ))
-        .bind(key.config_id)
-        .bind(&key.realm_id)
-        .bind(now.millis())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_none() {
-            return Ok(0);
+        let mut made = 0;
+        let mut deliverable = false;
+        for key in keys {
+            let (count, held) = close_one(&mut tx, self.backend(), key, policy, now, &mut render).await?;
+            made += count;
+            deliverable |= count > 0 && !held;
         }
-        let config = crate::configs::config_by_id(&mut tx, key.config_id).await?;
-        let Some(config) = config.filter(|c| c.state != ConfigState::Inactive) else {
-            discard_window(&mut tx, key).await?;
-            tx.commit().await?;
-            return Ok(0);
-        };
-        // A 0s window holds one ingestion request: take only the oldest request's events.
-        let zero_window = policy.real_length_ms(config.environment, config.batch_window_ms) == 0;
-        let rows = sqlx::query(
-            "SELECT ce.seq, ce.entity, ce.entity_id, ce.operation, ce.last_updated, ce.deleted_id \
-             FROM window_events we JOIN change_events ce ON ce.seq = we.event_seq \
-             WHERE we.config_id = $1 AND we.realm_id = $2 \
-             AND ($4 = 0 OR we.batch_id = (SELECT o.batch_id FROM window_events o \
-                  WHERE o.config_id = $1 AND o.realm_id = $2 ORDER BY o.event_seq LIMIT 1)) \
-             ORDER BY ce.seq LIMIT $3",
-        )
-        .bind(key.config_id)
-        .bind(&key.realm_id)
-        .bind(policy.max_events)
-        .bind(i64::from(zero_window))
-        .fetch_all(&mut *tx)
-        .await?;
-        let taken = rows.iter().map(event_row).collect::<Result<Vec<_>, _>>()?;
-        let last_taken = taken.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
-        let events = order_and_dedupe(taken);
-        let made = if events.is_empty() {
-            Vec::new()
-        } else {
-            render(&ClosingWindow {
-                config: &config,
-                realm_id: &key.realm_id,
-                events: &events,
-            })
-        };
-        let held = config.state == ConfigState::Blacklisted;
-        for notification in &made {
-            insert_notification(&mut tx, &config, &key.realm_id, notification, held, now).await?;
-        }
-        sqlx::query(
-            "DELETE FROM window_events WHERE config_id = $1 AND realm_id = $2 AND event_seq <= $3 \
-             AND ($4 = 0 OR batch_id = (SELECT o.batch_id FROM window_events o \
-                  WHERE o.config_id = $1 AND o.realm_id = $2 ORDER BY o.event_seq LIMIT 1))",
-        )
-        .bind(key.config_id)
-        .bind(&key.realm_id)
-        .bind(last_taken)
-        .bind(i64::from(zero_window))
-        .execute(&mut *tx)
-        .await?;
-        reopen_or_remove(&mut tx, key, &config, policy, now).await?;
-        if !made.is_empty() && !held {
+        if deliverable {
             announce(&mut tx, self.backend(), Signal::Notifications).await?;
         }
         tx.commit().await?;
-        Ok(made.len())
+        Ok(made)
     }
+}
+
+/// Closes one window inside `tx`; answers the notifications made and whether they are
+/// held.
+async fn close_one<F>(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    key: &WindowKey,
+    policy: &WindowPolicy,
+    now: Timestamp,
+    render: &mut F,
+) -> Result<(usize, bool), sqlx::Error>
+where
+    F: FnMut(&ClosingWindow<'_>) -> Vec<NewNotification>,
+{
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    let claimed = sqlx::query(&format!(
+        "SELECT config_id FROM windows WHERE config_id = $1 AND realm_id = $2 AND due_at <= $3{lock}"
+    ))
+    .bind(key.config_id)
+    .bind(&key.realm_id)
+    .bind(now.millis())
+    .fetch_optional(&mut **tx)
+    .await?;
+    if claimed.is_none() {
+        return Ok((0, false));
+    }
+    let config = crate::configs::config_by_id(tx, key.config_id).await?;
+    let Some(config) = config.filter(|c| c.state != ConfigState::Inactive) else {
+        discard_window(tx, key).await?;
+        return Ok((0, false));
+    };
+    // A 0s window holds one ingestion request: take only the oldest request's events.
+    let zero_window = policy.real_length_ms(config.environment, config.batch_window_ms) == 0;
+    let rows = sqlx::query(
+        "SELECT ce.seq, ce.entity, ce.entity_id, ce.operation, ce.last_updated, ce.deleted_id \
+         FROM window_events we JOIN change_events ce ON ce.seq = we.event_seq \
+         WHERE we.config_id = $1 AND we.realm_id = $2 \
+         AND ($4 = 0 OR we.batch_id = (SELECT o.batch_id FROM window_events o \
+              WHERE o.config_id = $1 AND o.realm_id = $2 ORDER BY o.event_seq LIMIT 1)) \
+         ORDER BY ce.seq LIMIT $3",
+    )
+    .bind(key.config_id)
+    .bind(&key.realm_id)
+    .bind(policy.max_events)
+    .bind(i64::from(zero_window))
+    .fetch_all(&mut **tx)
+    .await?;
+    let taken = rows.iter().map(event_row).collect::<Result<Vec<_>, _>>()?;
+    let last_taken = taken.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
+    let events = order_and_dedupe(taken);
+    let made = if events.is_empty() {
+        Vec::new()
+    } else {
+        render(&ClosingWindow {
+            config: &config,
+            realm_id: &key.realm_id,
+            events: &events,
+        })
+    };
+    let held = config.state == ConfigState::Blacklisted;
+    for notification in &made {
+        insert_notification(tx, &config, &key.realm_id, notification, held, now).await?;
+    }
+    sqlx::query(
+        "DELETE FROM window_events WHERE config_id = $1 AND realm_id = $2 AND event_seq <= $3 \
+         AND ($4 = 0 OR batch_id = (SELECT o.batch_id FROM window_events o \
+              WHERE o.config_id = $1 AND o.realm_id = $2 ORDER BY o.event_seq LIMIT 1))",
+    )
+    .bind(key.config_id)
+    .bind(&key.realm_id)
+    .bind(last_taken)
+    .bind(i64::from(zero_window))
+    .execute(&mut **tx)
+    .await?;
+    reopen_or_remove(tx, key, &config, policy, now).await?;
+    Ok((made.len(), held))
 }
 
 async fn discard_window(tx: &mut Transaction<'static, Any>, key: &WindowKey) -> Result<(), sqlx::Error> {

@@ -5,7 +5,7 @@
 
 use crate::support::{http, ServerProcess};
 use ledgerhook_testkit::receiver::{self, Receiver, Recorded};
-use ledgerhook_testkit::{Kind, TestDatabase};
+use ledgerhook_testkit::TestDatabase;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

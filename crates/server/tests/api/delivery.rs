@@ -18,6 +18,8 @@ on_both_backends!(
     a_timeout_counts_as_a_failure,
     one_attempt_in_flight_per_realm_while_realms_run_in_parallel,
     a_test_send_is_signed_and_listed,
+    rotation_signs_with_both_secrets_during_the_grace_only,
+    retention_removes_old_notifications,
     notifications_can_be_listed_read_redelivered_and_recovered,
 );
 
@@ -489,8 +491,11 @@ async fn healthy_p99(server: &TestServer, hook: &Receiver, realm_id: &str, sampl
     latencies[(samples * 99 / 100).min(samples - 1)]
 }
 
-/// A healthy endpoint keeps its latency while 100 endpoints never answer. The bound is
-/// 1.25× running alone, with 25 ms of slack for scheduling noise on a busy test machine.
+/// A healthy endpoint keeps its latency while 100 endpoints never answer. Each dead
+/// attempt holds its slot for the whole 3 s `delivery-timeout`, so any head-of-line
+/// blocking would show up as seconds; the bound is 1.25× running alone plus 100 ms for the
+/// scheduling noise of a 2-core machine running the rest of the suite in parallel. The
+/// strict 1.25× comparison is the isolation benchmark's (docs/benchmarks.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_that_never_answer_do_not_delay_a_healthy_one() {
     let pki = receiver::pki();
@@ -517,10 +522,105 @@ async fn endpoints_that_never_answer_do_not_delay_a_healthy_one() {
     // Wait until the 100 attempts hang in the black hole.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let crowded = healthy_p99(&server, &hook, &healthy.realm_id, 60).await;
-    let bound = alone.mul_f64(1.25) + Duration::from_millis(25);
+    let bound = alone.mul_f64(1.25) + Duration::from_millis(100);
     eprintln!("healthy p99 alone {alone:?}, with 100 dead endpoints {crowded:?}");
     assert!(
         crowded <= bound,
         "p99 alone {alone:?}, with 100 dead endpoints {crowded:?} (bound {bound:?})"
     );
+}
+
+async fn rotation_signs_with_both_secrets_during_the_grace_only(kind: Kind) {
+    let pki = receiver::pki();
+    let Some((server, _dir)) = delivery_server(kind, &pki, |_| {}).await else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    let (company, app) = subscribed(&server, &hook, json!({})).await;
+    let srv = &server;
+    let rotate = |name: &'static str, grace: &'static str| {
+        let path = format!("/api/v1/apps/{}/secrets/{name}/rotate", company.app_id);
+        async move { srv.post(&path, &json!({"grace": grace})).await.1 }
+    };
+    let new_secret = rotate("signing_secret", "1h").await["signing_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let new_token = rotate("verifier_token", "1h").await["verifier_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The dispatcher caches stored secrets for up to a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let test = format!("/api/v1/apps/{}/webhooks/sandbox/test", company.app_id);
+    server.post(&test, &json!({})).await;
+    let request = &hook.requests()[0];
+    let id = request.header("webhook-id").unwrap();
+    let ts: i64 = request.header("webhook-timestamp").unwrap().parse().unwrap();
+    let signatures: Vec<&str> = request.header("webhook-signature").unwrap().split(' ').collect();
+    let old = standard_signature(app["signing_secret"].as_str().unwrap(), id, ts, &request.body).unwrap();
+    let new = standard_signature(&new_secret, id, ts, &request.body).unwrap();
+    assert_eq!(signatures.len(), 2);
+    assert!(signatures.contains(&old.as_str()) && signatures.contains(&new.as_str()));
+    let old_token = app["verifier_token"].as_str().unwrap();
+    assert_eq!(
+        request.header("intuit-signature").unwrap(),
+        intuit_signature(old_token, &request.body)
+    );
+
+    // A rotation without grace switches both at once.
+    let newest_secret = rotate("signing_secret", "0s").await["signing_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let newest_token = rotate("verifier_token", "0s").await["verifier_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(newest_token, new_token);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.post(&test, &json!({})).await;
+    let request = &hook.requests()[1];
+    let id = request.header("webhook-id").unwrap();
+    let ts: i64 = request.header("webhook-timestamp").unwrap().parse().unwrap();
+    assert_eq!(
+        request.header("webhook-signature").unwrap(),
+        standard_signature(&newest_secret, id, ts, &request.body).unwrap()
+    );
+    assert_eq!(
+        request.header("intuit-signature").unwrap(),
+        intuit_signature(&newest_token, &request.body)
+    );
+}
+
+async fn retention_removes_old_notifications(kind: Kind) {
+    let pki = receiver::pki();
+    // retention 1 h at time-scale 3600: one second.
+    let Some((server, _dir)) = delivery_server(kind, &pki, |c| {
+        c.time_scale = 3600.0;
+        c.retention = Duration::from_secs(3600);
+        c.inactive_after = Duration::from_secs(3600);
+    })
+    .await
+    else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    let (company, _) = subscribed(&server, &hook, json!({})).await;
+    ingest_one(&server, &company.realm_id, "1").await;
+    hook.wait_for(1, Duration::from_secs(5)).await;
+    let base = format!("/api/v1/apps/{}/notifications", company.app_id);
+    let (_, list) = server.get(&base).await;
+    let id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.get(&format!("{base}/{id}")).await.0, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.get(&format!("{base}/{id}")).await.0 == 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        server.get(&format!("{base}/{id}")).await.0,
+        404,
+        "retention did not remove the notification"
+    );
+    assert_eq!(server.get(&base).await.1["data"], json!([]));
 }

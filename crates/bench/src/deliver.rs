@@ -1,0 +1,444 @@
+//! The delivery benchmarks. Three processes: this load generator, `ledgerhook serve`,
+//! and the receiver (`ledgerhook-bench receiver`, HTTPS with keep-alive). The receiver's
+//! raw capacity is measured first, in the same run.
+//!
+//! - throughput: `--realms` realms, single-event requests from `--clients` clients as
+//!   fast as they go for `--duration`, then until everything is delivered;
+//! - latency: the same at a fixed `--rate` of events per second (`--runs` runs, medians);
+//! - isolation: `--dead N` endpoints that never answer beside the healthy one, latency
+//!   at `--rate` alone and then with them.
+
+use crate::server::{BenchServer, OPERATOR};
+use anyhow::{bail, Context};
+use clap::ValueEnum;
+use ledgerhook_domain::Timestamp;
+use ledgerhook_testkit::Kind;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Options of `ledgerhook-bench deliver`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Database backend of the server under test.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: Backend,
+    /// Realms connected to the app.
+    #[arg(long, default_value_t = 1000)]
+    realms: usize,
+    /// `sandbox-batch-window` of the server (the realms are sandbox realms).
+    #[arg(long, default_value = "0")]
+    window: String,
+    /// Concurrent ingestion clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Events per second (latency and isolation modes); none: as fast as possible.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Runs of the latency mode; medians are reported.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Endpoints that never answer (isolation mode).
+    #[arg(long, default_value_t = 0)]
+    dead: usize,
+    /// The `ledgerhook` binary.
+    #[arg(long, default_value = "target/release/ledgerhook")]
+    ledgerhook: PathBuf,
+}
+
+struct ReceiverProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    port: u16,
+    ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ReceiverProcess {
+    fn start() -> anyhow::Result<ReceiverProcess> {
+        let dir = tempfile::tempdir()?;
+        let ca = dir.path().join("ca.pem");
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["receiver", "--ca-out", ca.to_str().context("path")?])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().context("stdin")?;
+        let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .context("receiver did not start")?
+            .parse()?;
+        Ok(ReceiverProcess {
+            child,
+            stdin,
+            stdout,
+            port,
+            ca,
+            _dir: dir,
+        })
+    }
+
+    fn command(&mut self, command: &str) -> anyhow::Result<Value> {
+        writeln!(self.stdin, "{command}")?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        Ok(serde_json::from_str(&line)?)
+    }
+}
+
+impl Drop for ReceiverProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Requests per second the receiver answers when loaded directly (32 connections, 3 s).
+async fn raw_capacity(receiver: &ReceiverProcess) -> anyhow::Result<f64> {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&receiver.ca)?)?;
+    let client = reqwest::Client::builder().add_root_certificate(ca).build()?;
+    let url = format!("https://127.0.0.1:{}/raw", receiver.port);
+    let body = r#"{"eventNotifications":[{"realmId":"1","dataChangeEvent":{"entities":[]}}]}"#;
+    let done = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (client, url, done) = (client.clone(), url.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < end {
+                if client
+                    .post(&url)
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+                {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / 3.0)
+}
+
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let response = client
+        .request(method, url)
+        .bearer_auth(OPERATOR)
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{status}: {value}");
+    }
+    Ok(value)
+}
+
+/// An app subscribed to `url`, connected to `realms` new sandbox realms; answers them.
+async fn subscribe(
+    client: &reqwest::Client,
+    base: &str,
+    url: &str,
+    realms: usize,
+) -> anyhow::Result<Vec<String>> {
+    use reqwest::Method;
+    let app = call(
+        client,
+        Method::POST,
+        format!("{base}/api/v1/apps"),
+        json!({"name": "Bench"}),
+    )
+    .await?;
+    let app_id = app["id"].as_str().context("app id")?.to_owned();
+    call(
+        client,
+        Method::PUT,
+        format!("{base}/api/v1/apps/{app_id}/webhooks/sandbox"),
+        json!({"url": url, "entities": "*"}),
+    )
+    .await?;
+    let mut ids = Vec::with_capacity(realms);
+    for _ in 0..realms {
+        let realm = call(
+            client,
+            Method::POST,
+            format!("{base}/api/v1/realms"),
+            json!({"name": "R", "environment": "sandbox"}),
+        )
+        .await?;
+        let id = realm["id"].as_str().context("realm id")?.to_owned();
+        call(
+            client,
+            Method::POST,
+            format!("{base}/api/v1/apps/{app_id}/connections"),
+            json!({"realm_id": id}),
+        )
+        .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Sends single-event requests over `realms` for `duration` (paced at `rate` when given);
+/// answers the events acknowledged.
+async fn load(
+    client: &reqwest::Client,
+    base: &str,
+    realms: &[String],
+    clients: usize,
+    duration: f64,
+    rate: Option<f64>,
+) -> u64 {
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(duration);
+    let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
+    let realms = Arc::new(realms.to_vec());
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, base, realms, acknowledged) = (
+            client.clone(),
+            base.to_owned(),
+            realms.clone(),
+            acknowledged.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            let mut next = start
+                + interval
+                    .map(|i| i.mul_f64(c as f64 / clients as f64))
+                    .unwrap_or_default();
+            while Instant::now() < end && n < 10_000_000 {
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += interval;
+                }
+                let realm = &realms[(c + n * clients) % realms.len()];
+                let events = json!([{"name": "Customer", "id": format!("{c}-{n}"), "operation": "Update",
+                                     "lastUpdated": Timestamp::now().to_rfc3339()}]);
+                n += 1;
+                let url = format!("{base}/api/v1/realms/{realm}/events");
+                if let Ok(r) = client.post(url).bearer_auth(OPERATOR).json(&events).send().await {
+                    if r.status() == 202 {
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    acknowledged.load(Ordering::Relaxed)
+}
+
+/// Waits until the receiver has seen `events` events (at most 120 s); answers its stats.
+async fn drain(receiver: &mut ReceiverProcess, events: u64) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let stats = receiver.command("stats")?;
+        if stats["events"].as_u64().unwrap_or(0) >= events || Instant::now() > deadline {
+            return Ok(stats);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// A listener that accepts connections and never answers.
+async fn black_hole() -> anyhow::Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    Ok(port)
+}
+
+/// Runs the benchmark and prints the figures.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut receiver = ReceiverProcess::start()?;
+    let capacity = raw_capacity(&receiver).await?;
+    receiver.command("reset")?;
+    let kind = match args.backend {
+        Backend::Sqlite => Kind::Sqlite,
+        Backend::Postgres => Kind::Postgres,
+    };
+    let server_args: Vec<String> = [
+        "--allow-private-networks",
+        "--allow-http",
+        "--sandbox-batch-window",
+        &args.window,
+        "--ca-file",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([receiver.ca.to_str().context("path")?.to_owned()])
+    .collect();
+    let server = BenchServer::start(&args.ledgerhook, kind, &server_args).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients * 2)
+        .build()?;
+    let hook = format!("https://127.0.0.1:{}/hook", receiver.port);
+    let realms = subscribe(&client, &server.base, &hook, args.realms).await?;
+    let backend = match args.backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    println!(
+        "backend={backend} realms={} window={} clients={} receiver raw capacity={capacity:.0} requests/s",
+        args.realms, args.window, args.clients
+    );
+
+    if args.dead > 0 {
+        return isolation(&args, &client, &server, &mut receiver, &realms).await;
+    }
+    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    for run in 0..args.runs.max(1) {
+        receiver.command("reset")?;
+        let started = Instant::now();
+        let acknowledged = load(
+            &client,
+            &server.base,
+            &realms,
+            args.clients,
+            args.duration,
+            args.rate,
+        )
+        .await;
+        let stats = drain(&mut receiver, acknowledged).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let requests = stats["requests"].as_f64().unwrap_or(0.0);
+        let span = stats["span_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        println!(
+            "run {run}: events acknowledged={acknowledged} delivered={} notifications={requests} \
+             notifications/s={:.0} ({:.0}% of receiver capacity) events/s end-to-end={:.0} latency p50={:.1}ms p99={:.1}ms",
+            stats["events"],
+            requests / span.max(1e-9),
+            100.0 * requests / span.max(1e-9) / capacity,
+            stats["events"].as_f64().unwrap_or(0.0) / elapsed,
+            stats["p50_ms"].as_f64().unwrap_or(0.0),
+            stats["p99_ms"].as_f64().unwrap_or(0.0),
+        );
+        p50s.push(stats["p50_ms"].as_f64().unwrap_or(0.0));
+        p99s.push(stats["p99_ms"].as_f64().unwrap_or(0.0));
+    }
+    if p50s.len() > 1 {
+        println!(
+            "median of {} runs: p50={:.1}ms p99={:.1}ms",
+            p50s.len(),
+            median(p50s),
+            median(p99s)
+        );
+    }
+    Ok(())
+}
+
+async fn isolation(
+    args: &Args,
+    client: &reqwest::Client,
+    server: &BenchServer,
+    receiver: &mut ReceiverProcess,
+    realms: &[String],
+) -> anyhow::Result<()> {
+    let rate = args.rate.unwrap_or(200.0);
+    let healthy = &realms[..realms.len().min(50)];
+    // Warm up (connections, caches), then measure alone.
+    let warm = load(client, &server.base, healthy, args.clients, 1.0, Some(rate)).await;
+    drain(receiver, warm).await?;
+    receiver.command("reset")?;
+    let alone = load(
+        client,
+        &server.base,
+        healthy,
+        args.clients,
+        args.duration,
+        Some(rate),
+    )
+    .await;
+    let alone = drain(receiver, alone).await?;
+    let hole = black_hole().await?;
+    let mut dead_realms = Vec::new();
+    for i in 0..args.dead {
+        let url = format!("http://127.0.0.1:{hole}/dead/{i}");
+        dead_realms.extend(subscribe(client, &server.base, &url, 1).await?);
+    }
+    // Keep every dead endpoint busy: a new notification for each whenever its previous
+    // attempt has timed out (the shipped delivery-timeout is 3 s), spread evenly.
+    let (base, dead_client, stop) = (server.base.clone(), client.clone(), Arc::new(AtomicU64::new(0)));
+    let feeder_stop = stop.clone();
+    let feeder = tokio::spawn(async move {
+        while feeder_stop.load(Ordering::Relaxed) == 0 {
+            let pause = Duration::from_secs(3) / dead_realms.len().max(1) as u32;
+            for realm in &dead_realms {
+                let events = json!([{"name": "Customer", "id": "dead", "operation": "Update"}]);
+                let _ = dead_client
+                    .post(format!("{base}/api/v1/realms/{realm}/events"))
+                    .bearer_auth(OPERATOR)
+                    .json(&events)
+                    .send()
+                    .await;
+                tokio::time::sleep(pause).await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    receiver.command("reset")?;
+    let crowded = load(
+        client,
+        &server.base,
+        healthy,
+        args.clients,
+        args.duration,
+        Some(rate),
+    )
+    .await;
+    let crowded = drain(receiver, crowded).await?;
+    stop.store(1, Ordering::Relaxed);
+    let _ = feeder.await;
+    println!(
+        "isolation at {rate:.0} events/s: healthy p50/p99 alone {:.1}/{:.1} ms, with {} dead endpoints {:.1}/{:.1} ms (ratio of p99 {:.2})",
+        alone["p50_ms"].as_f64().unwrap_or(0.0),
+        alone["p99_ms"].as_f64().unwrap_or(0.0),
+        args.dead,
+        crowded["p50_ms"].as_f64().unwrap_or(0.0),
+        crowded["p99_ms"].as_f64().unwrap_or(0.0),
+        crowded["p99_ms"].as_f64().unwrap_or(0.0) / alone["p99_ms"].as_f64().unwrap_or(1.0).max(1e-9),
+    );
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! `ledgerhook-bench receiver`: the benchmark's webhook receiver, a process of its own.
+//! HTTPS with keep-alive (certificates made at start; the CA is written to `--ca-out`);
+//! it prints `port N` on stdout, then answers commands on stdin: `stats` prints a JSON
+//! line (requests, events, event→delivery latency p50/p99 in ms), `reset` forgets what
+//! was seen, end of input stops it.
+
+use ledgerhook_testkit::receiver::{self, Receiver};
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Options of `ledgerhook-bench receiver`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where to write the CA certificate (PEM) the server must trust.
+    #[arg(long)]
+    ca_out: PathBuf,
+}
+
+fn percentile(sorted: &[f64], p: usize) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Requests and events seen after the first `skip` requests, with latencies.
+fn stats(hook: &Receiver, skip: usize) -> Value {
+    let now_wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let now = Instant::now();
+    let seen = hook.requests();
+    let seen = &seen[skip.min(seen.len())..];
+    let mut latencies = Vec::new();
+    let mut events = 0usize;
+    for request in seen {
+        let arrived = now_wall - now.duration_since(request.started).as_millis() as i64;
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            continue;
+        };
+        let Some(entities) = body["eventNotifications"][0]["dataChangeEvent"]["entities"].as_array() else {
+            continue;
+        };
+        for entity in entities {
+            events += 1;
+            if let Some(at) = entity["lastUpdated"]
+                .as_str()
+                .and_then(|t| ledgerhook_domain::Timestamp::parse(t).ok())
+            {
+                latencies.push((arrived - at.millis()) as f64);
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let span_ms = match (seen.first(), seen.last()) {
+        (Some(a), Some(b)) => b.started.duration_since(a.started).as_secs_f64() * 1000.0,
+        _ => 0.0,
+    };
+    json!({"requests": seen.len(), "events": events, "span_ms": span_ms,
+           "p50_ms": percentile(&latencies, 50), "p99_ms": percentile(&latencies, 99)})
+}
+
+/// Runs the receiver until its standard input ends.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let pki = receiver::pki();
+    std::fs::write(&args.ca_out, &pki.ca_pem)?;
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    println!("port {}", hook.port);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut skip = 0;
+    while let Some(command) = rx.recv().await {
+        match command.trim() {
+            "stats" => println!("{}", stats(&hook, skip)),
+            "reset" => {
+                skip = hook.hits();
+                println!("{{}}");
+            }
+            _ => println!("{{\"error\":\"unknown command\"}}"),
+        }
+    }
+    Ok(())
+}
