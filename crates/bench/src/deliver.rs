@@ -8,11 +8,9 @@
 //! - isolation: `--dead N` endpoints that never answer beside the healthy one, latency
 //!   at `--rate` alone and then with them.
 
-use crate::server::{BenchServer, OPERATOR};
+use crate::server::{Backend, BenchServer, OPERATOR};
 use anyhow::{bail, Context};
-use clap::ValueEnum;
 use ledgerhook_domain::Timestamp;
-use ledgerhook_testkit::Kind;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -20,12 +18,6 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// Options of `ledgerhook-bench deliver`.
 #[derive(clap::Args)]
@@ -295,10 +287,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut receiver = ReceiverProcess::start()?;
     let capacity = raw_capacity(&receiver).await?;
     receiver.command("reset")?;
-    let kind = match args.backend {
-        Backend::Sqlite => Kind::Sqlite,
-        Backend::Postgres => Kind::Postgres,
-    };
+    let kind = args.backend.kind();
     let server_args: Vec<String> = [
         "--allow-private-networks",
         "--allow-http",
@@ -316,10 +305,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
     let hook = format!("https://127.0.0.1:{}/hook", receiver.port);
     let realms = subscribe(&client, &server.base, &hook, args.realms).await?;
-    let backend = match args.backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
+    let backend = args.backend.name();
     println!(
         "backend={backend} realms={} window={} clients={} receiver raw capacity={capacity:.0} requests/s",
         args.realms, args.window, args.clients

@@ -2,22 +2,14 @@
 //! requests of `batch` events with `data-bytes` of entity body, for `duration` or until
 //! `max-requests`, whichever comes first.
 
-use crate::server::{BenchServer, OPERATOR};
+use crate::server::{Backend, BenchServer, OPERATOR};
 use anyhow::{ensure, Context};
-use clap::ValueEnum;
 use ledgerhook_domain::Timestamp;
-use ledgerhook_testkit::Kind;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// Options of `ledgerhook-bench ingest`.
 #[derive(clap::Args)]
@@ -83,10 +75,7 @@ struct Totals {
 
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let kind = match args.backend {
-        Backend::Sqlite => Kind::Sqlite,
-        Backend::Postgres => Kind::Postgres,
-    };
+    let kind = args.backend.kind();
     let server = BenchServer::start(&args.ledgerhook, kind, &args.server_args).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
@@ -160,10 +149,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "backend={} clients={} batch={} data_bytes={} measured={measured:.1}s requests={requests} \
          requests/s={:.0} events/s={:.0} latency p50={:.2}ms p99={:.2}ms; {fsync}",
-        match args.backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        },
+        args.backend.name(),
         args.clients,
         args.batch,
         args.data_bytes,

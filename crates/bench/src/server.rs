@@ -7,6 +7,33 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The database backend of the server under test (a command-line value).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Backend {
+    /// A fresh SQLite file.
+    Sqlite,
+    /// A fresh PostgreSQL database.
+    Postgres,
+}
+
+impl Backend {
+    /// The test-database kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            Backend::Sqlite => Kind::Sqlite,
+            Backend::Postgres => Kind::Postgres,
+        }
+    }
+
+    /// The name printed with the figures.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
 /// The operator token the benchmark server uses.
 pub const OPERATOR: &str = "bench-operator-token";
 

@@ -62,15 +62,9 @@ pub fn cloudevent_id(realm_id: &str, event: &ChangeEvent) -> String {
         hasher.update(part.len().to_le_bytes());
         hasher.update(part.as_bytes());
     }
-    let h = hex::encode(&hasher.finalize()[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hasher.finalize()[..16]);
+    crate::signature::uuid_text(bytes)
 }
 
 /// One CloudEvents object, keys in Intuit's order.

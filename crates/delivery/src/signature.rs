@@ -134,11 +134,8 @@ pub fn attempt_headers(
     Ok(headers)
 }
 
-/// A random UUID (version 4 layout) for `intuit-t-id`.
-pub fn random_uuid() -> String {
-    let mut bytes: [u8; 16] = rand::random();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+/// 16 bytes in the UUID text form `8-4-4-4-12` (lower-case hex).
+pub fn uuid_text(bytes: [u8; 16]) -> String {
     let h = hex::encode(bytes);
     format!(
         "{}-{}-{}-{}-{}",
@@ -148,6 +145,14 @@ pub fn random_uuid() -> String {
         &h[16..20],
         &h[20..]
     )
+}
+
+/// A random UUID (version 4 layout) for `intuit-t-id`.
+pub fn random_uuid() -> String {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    uuid_text(bytes)
 }
 
 #[cfg(test)]

@@ -157,6 +157,31 @@ pub async fn get(
     Ok(Json(body))
 }
 
+/// Sends `notification` to `url` at once and records the attempt: success delivers it,
+/// failure leads to `on_failure`.
+async fn send_now(
+    state: &AppState,
+    notification: &Notification,
+    url: &str,
+    on_failure: Decision,
+) -> Result<Attempt, ApiError> {
+    let attempt = state
+        .dispatcher
+        .send(notification, url)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let decision = if attempt.outcome == Outcome::Success {
+        Decision::Delivered
+    } else {
+        on_failure
+    };
+    state
+        .dispatcher
+        .record(notification.seq, &attempt, &decision, false)
+        .await?;
+    Ok(attempt)
+}
+
 /// `POST /api/v1/apps/{app}/notifications/{id}/redeliver`: sends it again now, whatever
 /// its status, without changing the configuration's state; success makes it
 /// `delivered`.
@@ -176,20 +201,7 @@ pub async fn redeliver(
                 notification.environment
             ))
         })?;
-    let attempt = state
-        .dispatcher
-        .send(&notification, &config.url)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let decision = if attempt.outcome == Outcome::Success {
-        Decision::Delivered
-    } else {
-        Decision::Unchanged
-    };
-    state
-        .dispatcher
-        .record(notification.seq, &attempt, &decision, false)
-        .await?;
+    let attempt = send_now(&state, &notification, &config.url, Decision::Unchanged).await?;
     let updated = state.store.notification(&id).await?.unwrap_or(notification);
     Ok(Json(json!({
         "notification_id": updated.id,
@@ -264,17 +276,7 @@ pub async fn test(
         .await?
         .expect("just stored")
         .notification;
-    let attempt = state
-        .dispatcher
-        .send(&notification, &config.url)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let decision = if attempt.outcome == Outcome::Success {
-        Decision::Delivered
-    } else {
-        Decision::Drop
-    };
-    state.dispatcher.record(seq, &attempt, &decision, false).await?;
+    let attempt = send_now(&state, &notification, &config.url, Decision::Drop).await?;
     if config.state != ConfigState::Active {
         tracing::info!(app = %app_id, "test send to a {} configuration", config.state);
     }
