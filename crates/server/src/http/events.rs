@@ -152,3 +152,53 @@ pub async fn ingest(
     )
         .into_response())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeIn {
+    entity: String,
+    from_id: String,
+    into_id: String,
+}
+
+/// `POST /api/v1/realms/{realm}/merge` `{entity, from_id, into_id}` (operator): the
+/// merge QuickBooks performs in its UI — event `Merge` on `into_id` with `deletedId` =
+/// `from_id`; answers `202 {"accepted": 1}` once committed.
+pub async fn merge(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(realm_id): Path<String>,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    principal.require_operator()?;
+    if state.store.realm(&realm_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("realm {realm_id} not found")));
+    }
+    let input: MergeIn = body.json()?;
+    let event = serde_json::json!({
+        "name": input.entity, "id": input.into_id, "operation": "Merge", "deletedId": input.from_id,
+    });
+    let event = validate(0, event, Timestamp::now()).map_err(|e| {
+        ApiError::invalid(
+            e.message
+                .replacen("events[0]: ", "", 1)
+                .replace("deletedId", "from_id"),
+        )
+    })?;
+    let request = IngestRequest {
+        realm_id,
+        events: vec![event],
+        idempotency: None,
+    };
+    state
+        .ingestor
+        .ingest(request)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        accepted_response(1),
+    )
+        .into_response())
+}

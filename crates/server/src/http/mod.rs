@@ -4,10 +4,12 @@
 mod apps;
 mod body;
 mod connections;
+mod dashboard;
 mod error;
 mod events;
 mod health;
 mod notifications;
+mod oauth;
 pub(crate) mod principal;
 mod realms;
 pub mod v3;
@@ -32,6 +34,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/realms", post(realms::create).get(realms::list))
         .route("/api/v1/realms/{realm}", get(realms::get).delete(realms::delete))
         .route("/api/v1/realms/{realm}/events", post(events::ingest))
+        .route("/api/v1/realms/{realm}/merge", post(events::merge))
+        .route("/", get(dashboard::page))
+        .route(
+            "/connect/oauth2",
+            get(oauth::authorize_page).post(oauth::authorize),
+        )
+        .route("/oauth2/v1/tokens/bearer", post(oauth::token))
+        .route("/oauth2/v1/tokens/revoke", post(oauth::revoke))
+        .route("/.well-known/openid-configuration", get(oauth::discovery))
+        .route("/.well-known/openid_sandbox_configuration", get(oauth::discovery))
+        .route("/.well-known/openid_configuration", get(oauth::discovery))
         .route("/v3/company/{realm}/cdc", get(v3::cdc::cdc))
         .route("/api/v1/apps", post(apps::create).get(apps::list))
         .route("/api/v1/apps/{app}", get(apps::get).delete(apps::delete))

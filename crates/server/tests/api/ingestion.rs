@@ -15,6 +15,7 @@ on_both_backends!(
     more_than_1000_events_are_refused,
     idempotency_key_replays_and_conflicts,
     concurrent_requests_are_all_committed,
+    merges_are_made_through_the_management_api,
 );
 
 async fn accepted_events_become_cdc_state(kind: Kind) {
@@ -316,4 +317,58 @@ async fn concurrent_requests_are_all_committed(kind: Kind) {
             .len(),
         320
     );
+}
+
+async fn merges_are_made_through_the_management_api(kind: Kind) {
+    let Some(server) = TestServer::start(kind).await else {
+        return;
+    };
+    let company = server.company("sandbox").await;
+    let creates = json!([
+        {"name": "Customer", "id": "12", "operation": "Create", "lastUpdated": minutes_ago(10), "data": {"DisplayName": "Keep"}},
+        {"name": "Customer", "id": "57", "operation": "Create", "lastUpdated": minutes_ago(10), "data": {"DisplayName": "Lose"}},
+    ]);
+    assert_eq!(server.ingest(&company.realm_id, &creates).await.0, 202);
+    let path = format!("/api/v1/realms/{}/merge", company.realm_id);
+    let (status, body) = server
+        .post(
+            &path,
+            &json!({"entity": "Customer", "from_id": "57", "into_id": "12"}),
+        )
+        .await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"accepted": 1})));
+    let objects = server.cdc_objects(&company, "Customer", &minutes_ago(60)).await;
+    let loser = objects.iter().find(|o| o["Id"] == "57").unwrap();
+    assert_eq!(loser["status"], "Deleted");
+    let survivor = objects.iter().find(|o| o["Id"] == "12").unwrap();
+    assert_eq!(survivor["DisplayName"], "Keep");
+    assert_eq!(survivor["SyncToken"], "1");
+
+    for (body, status, needle) in [
+        (
+            json!({"entity": "Invoice", "from_id": "1", "into_id": "2"}),
+            400,
+            "Merge",
+        ),
+        (
+            json!({"entity": "Customer", "from_id": "12", "into_id": "12"}),
+            400,
+            "differ",
+        ),
+        (json!({"entity": "Customer", "from_id": "1"}), 400, "into_id"),
+    ] {
+        let (got, answer) = server.post(&path, &body).await;
+        assert_eq!(got.as_u16(), status, "{body}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(needle),
+            "{answer}"
+        );
+    }
+    let (status, _) = server
+        .post(
+            "/api/v1/realms/404404/merge",
+            &json!({"entity": "Customer", "from_id": "1", "into_id": "2"}),
+        )
+        .await;
+    assert_eq!(status, 404);
 }

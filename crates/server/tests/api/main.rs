@@ -6,4 +6,5 @@ mod cdc;
 mod delivery;
 mod ingestion;
 mod management;
+mod oauth;
 mod support;

@@ -338,6 +338,19 @@ async fn auth_matrix_covers_every_route(kind: Kind) {
 // ---------------------------------------------------------------------------------------
 // Shapes.
 
+#[tokio::test]
+async fn the_dashboard_is_a_page_that_reads_the_api() {
+    let Some(server) = TestServer::start(Kind::Sqlite).await else {
+        return;
+    };
+    let response = reqwest::get(format!("{}/", server.base)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<title>Ledgerhook</title>"));
+    assert!(page.contains("/api/v1/apps") && page.contains("/notifications"));
+}
+
 async fn realms_are_created_listed_read_and_deleted(kind: Kind) {
     let Some(server) = TestServer::start(kind).await else {
         return;
