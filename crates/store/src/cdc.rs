@@ -64,3 +64,80 @@ impl Store {
         Ok(out)
     }
 }
+
+fn state_row(row: &sqlx::any::AnyRow) -> Result<EntityState, sqlx::Error> {
+    Ok(EntityState {
+        entity: row.try_get("entity")?,
+        entity_id: row.try_get("entity_id")?,
+        sync_token: row.try_get("sync_token")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        last_updated: Timestamp(row.try_get("last_updated")?),
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
+        body: row.try_get("body")?,
+    })
+}
+
+impl Store {
+    /// The latest state of one entity.
+    pub async fn entity_state(
+        &self,
+        realm_id: &str,
+        entity: &str,
+        entity_id: &str,
+    ) -> Result<Option<EntityState>, StoreError> {
+        let row = sqlx::query(
+            "SELECT entity, entity_id, sync_token, created_at, last_updated, deleted, body FROM entity_states \
+             WHERE realm_id = $1 AND entity = $2 AND entity_id = $3",
+        )
+        .bind(realm_id)
+        .bind(entity)
+        .bind(entity_id)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.as_ref().map(state_row).transpose()?)
+    }
+
+    /// Entities of a type that are not deleted, ordered by id (numerically where ids are
+    /// numbers), `offset` skipped, at most `limit`; only `only_id` when given.
+    pub async fn live_entities(
+        &self,
+        realm_id: &str,
+        entity: &str,
+        only_id: Option<&str>,
+    ) -> Result<Vec<EntityState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT entity, entity_id, sync_token, created_at, last_updated, deleted, body FROM entity_states \
+             WHERE realm_id = $1 AND entity = $2 AND deleted = 0 AND ($3 = '' OR entity_id = $3)",
+        )
+        .bind(realm_id)
+        .bind(entity)
+        .bind(only_id.unwrap_or(""))
+        .fetch_all(self.reader())
+        .await?;
+        let mut states = rows.iter().map(state_row).collect::<Result<Vec<_>, _>>()?;
+        states.sort_by(
+            |a, b| match (a.entity_id.parse::<u64>(), b.entity_id.parse::<u64>()) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                _ => a.entity_id.cmp(&b.entity_id),
+            },
+        );
+        Ok(states)
+    }
+
+    /// The next free numeric id of an entity type in a realm (QuickBooks ids are small
+    /// integers).
+    pub async fn next_entity_id(&self, realm_id: &str, entity: &str) -> Result<u64, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT entity_id FROM entity_states WHERE realm_id = $1 AND entity = $2")
+                .bind(realm_id)
+                .bind(entity)
+                .fetch_all(self.reader())
+                .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| id.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1)
+    }
+}

@@ -37,6 +37,29 @@ pub struct IngestRequest {
     pub events: Vec<NewEvent>,
     /// `Idempotency-Key` and the hash of the request body.
     pub idempotency: Option<(String, String)>,
+    /// A condition on one entity's state, checked in the transaction (the
+    /// QuickBooks-compatible API's create and `SyncToken` check).
+    pub precondition: Option<Precondition>,
+}
+
+/// A condition on the current state of one entity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Precondition {
+    /// Entity type name.
+    pub entity: &'static str,
+    /// Entity id.
+    pub entity_id: String,
+    /// What must hold.
+    pub expect: Expect,
+}
+
+/// What a [`Precondition`] requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// No such entity yet (a create).
+    Absent,
+    /// The entity exists, is not deleted, and its `SyncToken` is this.
+    SyncToken(i64),
 }
 
 /// What became of one request.
@@ -49,6 +72,9 @@ pub enum IngestOutcome {
     Replayed(String),
     /// The key was used with a different body.
     KeyConflict,
+    /// The precondition did not hold (stale `SyncToken`, or the id is taken); nothing
+    /// stored.
+    PreconditionFailed,
 }
 
 /// How long an idempotency key is remembered.
@@ -82,10 +108,18 @@ impl Store {
         let mut tx = self.writer().begin().await?;
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut accepted: Vec<&IngestRequest> = Vec::new();
+        let mut conditioned = std::collections::HashSet::new();
         for request in requests {
-            let outcome = match &request.idempotency {
-                Some((key, hash)) => claim_idempotency_key(&mut tx, request, key, hash, now).await?,
-                None => IngestOutcome::Accepted(request.events.len()),
+            let outcome = match (&request.idempotency, &request.precondition) {
+                (_, Some(p)) if !conditioned.insert((&request.realm_id, p.entity, &p.entity_id)) => {
+                    // Another request of this group already changes that entity.
+                    IngestOutcome::PreconditionFailed
+                }
+                (_, Some(p)) if !precondition_holds(&mut tx, &request.realm_id, p).await? => {
+                    IngestOutcome::PreconditionFailed
+                }
+                (Some((key, hash)), _) => claim_idempotency_key(&mut tx, request, key, hash, now).await?,
+                (None, _) => IngestOutcome::Accepted(request.events.len()),
             };
             if matches!(outcome, IngestOutcome::Accepted(_)) {
                 accepted.push(request);
@@ -103,6 +137,27 @@ impl Store {
         tx.commit().await?;
         Ok((outcomes, windows_touched))
     }
+}
+
+async fn precondition_holds(
+    tx: &mut Transaction<'static, Any>,
+    realm_id: &str,
+    p: &Precondition,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT sync_token, deleted FROM entity_states WHERE realm_id = $1 AND entity = $2 AND entity_id = $3")
+        .bind(realm_id)
+        .bind(p.entity)
+        .bind(&p.entity_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match (p.expect, row) {
+        (Expect::Absent, None) => true,
+        (Expect::Absent, Some(_)) => false,
+        (Expect::SyncToken(_), None) => false,
+        (Expect::SyncToken(expected), Some(row)) => {
+            row.try_get::<i64, _>("deleted")? == 0 && row.try_get::<i64, _>("sync_token")? == expected
+        }
+    })
 }
 
 /// The answer stored with an idempotency key.

@@ -130,6 +130,7 @@ pub async fn ingest(
         realm_id,
         events,
         idempotency,
+        precondition: None,
     };
     let outcome = state
         .ingestor
@@ -139,6 +140,7 @@ pub async fn ingest(
     let json_body = match outcome {
         IngestOutcome::Accepted(n) => accepted_response(n),
         IngestOutcome::Replayed(response) => response,
+        IngestOutcome::PreconditionFailed => return Err(ApiError::conflict("the entity changed meanwhile")),
         IngestOutcome::KeyConflict => {
             return Err(ApiError::conflict(
                 "this Idempotency-Key was already used with a different request body",
@@ -189,6 +191,7 @@ pub async fn merge(
         realm_id,
         events: vec![event],
         idempotency: None,
+        precondition: None,
     };
     state
         .ingestor

@@ -8,3 +8,4 @@ mod ingestion;
 mod management;
 mod oauth;
 mod support;
+mod v3;

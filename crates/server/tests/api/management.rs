@@ -232,6 +232,27 @@ fn matrix() -> Vec<Row> {
         ),
         row(
             M::GET,
+            "/v3/company/{realm}/customer/1",
+            None,
+            T::None,
+            [401, 401, 401, 401, 400, 401],
+        ),
+        row(
+            M::POST,
+            "/v3/company/{realm}/customer",
+            Some(|| json!({"DisplayName": "Matrix"})),
+            T::None,
+            [401, 401, 401, 401, 200, 401],
+        ),
+        row(
+            M::GET,
+            "/v3/company/{realm}/query?query=select%20*%20from%20Customer",
+            None,
+            T::None,
+            [401, 401, 401, 401, 200, 401],
+        ),
+        row(
+            M::GET,
             "/api/v1/no-such-route",
             None,
             T::None,

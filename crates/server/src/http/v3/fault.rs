@@ -29,6 +29,28 @@ impl Fault {
         }
     }
 
+    /// `400 ValidationFault` code 610: the object does not exist (or is deleted).
+    pub fn object_not_found(detail: impl Into<String>) -> Fault {
+        Fault {
+            status: StatusCode::BAD_REQUEST,
+            kind: "ValidationFault",
+            code: "610",
+            message: "Object Not Found",
+            detail: detail.into(),
+        }
+    }
+
+    /// `400 ValidationFault` code 5010: the `SyncToken` is not the object's current one.
+    pub fn stale(detail: impl Into<String>) -> Fault {
+        Fault {
+            status: StatusCode::BAD_REQUEST,
+            kind: "ValidationFault",
+            code: "5010",
+            message: "Stale Object Error",
+            detail: detail.into(),
+        }
+    }
+
     /// `401 AuthenticationFault`: missing, expired or wrong token.
     pub fn authentication(detail: impl Into<String>) -> Fault {
         Fault {

@@ -3,6 +3,7 @@
 
 mod access;
 pub mod cdc;
+pub mod entities;
 mod fault;
 
 pub use access::RealmAccess;

@@ -1,0 +1,420 @@
+//! The QuickBooks-compatible entity API: create, update (full or sparse, with the
+//! `SyncToken` check), read, delete, void, send, and the query subset client libraries
+//! use. Every write is an ingestion request, so it makes the same change event (and
+//! notifications) as the management API would.
+
+use super::cdc::entity_json;
+use super::{Fault, RealmAccess};
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use ledgerhook_domain::{entity, EntitySpec, Operation, Timestamp};
+use ledgerhook_store::cdc::EntityState;
+use ledgerhook_store::ingest::{Expect, IngestOutcome, IngestRequest, NewEvent, Precondition};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+const SERVER_KEYS: [&str; 5] = ["Id", "SyncToken", "MetaData", "domain", "sparse"];
+
+/// The entity of a path segment (`customer`, `Customer`, …).
+fn entity_of(segment: &str) -> Result<&'static EntitySpec, Fault> {
+    entity::ENTITIES
+        .iter()
+        .find(|e| e.name.eq_ignore_ascii_case(segment))
+        .ok_or_else(|| Fault::validation(format!("unsupported entity {segment:?}")))
+}
+
+fn require(spec: &EntitySpec, op: Operation) -> Result<(), Fault> {
+    if spec.allows(op) {
+        Ok(())
+    } else {
+        Err(Fault::validation(format!(
+            "operation {op} is not supported for entity {}",
+            spec.name
+        )))
+    }
+}
+
+fn not_found(spec: &EntitySpec, id: &str) -> Fault {
+    Fault::object_not_found(format!(
+        "Object Not Found: {} with Id {id} does not exist or is deleted",
+        spec.name
+    ))
+}
+
+fn answer(spec: &EntitySpec, state: &EntityState) -> Json<Value> {
+    Json(json!({ spec.name: entity_json(state), "time": Timestamp::now().to_rfc3339() }))
+}
+
+/// The body without server-owned keys, as stored.
+fn stored_body(mut body: Map<String, Value>) -> String {
+    body.retain(|k, _| !SERVER_KEYS.contains(&k.as_str()));
+    Value::Object(body).to_string()
+}
+
+fn sync_token(body: &Map<String, Value>) -> Result<i64, Fault> {
+    let token = match body.get("SyncToken") {
+        Some(Value::String(s)) => s.parse().ok(),
+        Some(Value::Number(n)) => n.as_i64(),
+        _ => None,
+    };
+    token.ok_or_else(|| Fault::validation("SyncToken is required to change an existing object"))
+}
+
+fn id_of(body: &Map<String, Value>) -> Option<String> {
+    match body.get("Id") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Stores one change through ingestion; answers whether its precondition held.
+async fn commit(state: &AppState, realm_id: &str, event: NewEvent, expect: Expect) -> Result<bool, Fault> {
+    let precondition = Precondition {
+        entity: event.entity,
+        entity_id: event.entity_id.clone(),
+        expect,
+    };
+    let request = IngestRequest {
+        realm_id: realm_id.to_owned(),
+        events: vec![event],
+        idempotency: None,
+        precondition: Some(precondition),
+    };
+    match state
+        .ingestor
+        .ingest(request)
+        .await
+        .map_err(|e| Fault::system(&e))?
+    {
+        IngestOutcome::PreconditionFailed => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+fn event(spec: &'static EntitySpec, id: &str, operation: Operation, data: Option<String>) -> NewEvent {
+    NewEvent {
+        entity: spec.name,
+        entity_id: id.to_owned(),
+        operation,
+        last_updated: Timestamp::now(),
+        deleted_id: None,
+        data,
+    }
+}
+
+async fn current(
+    state: &AppState,
+    realm_id: &str,
+    spec: &EntitySpec,
+    id: &str,
+) -> Result<EntityState, Fault> {
+    state
+        .store
+        .entity_state(realm_id, spec.name, id)
+        .await?
+        .filter(|s| !s.deleted)
+        .ok_or_else(|| not_found(spec, id))
+}
+
+fn stale(spec: &EntitySpec, id: &str) -> Fault {
+    Fault::stale(format!(
+        "Stale Object Error: {} {id} was changed by someone else; read it again for its current SyncToken",
+        spec.name
+    ))
+}
+
+/// `POST /v3/company/{realm}/{entity}[?operation=delete|void]`.
+pub async fn write(
+    State(state): State<AppState>,
+    access: RealmAccess,
+    Path((_, segment)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Fault> {
+    let spec = entity_of(&segment)?;
+    let body = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            return Err(Fault::validation(format!(
+                "the request body must be a JSON {} object",
+                spec.name
+            )))
+        }
+    };
+    let realm = access.realm_id.as_str();
+    match query.get("operation").map(|o| o.to_ascii_lowercase()) {
+        None => match id_of(&body) {
+            None => create(&state, realm, spec, body).await,
+            Some(id) => update(&state, realm, spec, &id, body).await,
+        },
+        Some(op) if op == "delete" || op == "void" => {
+            let operation = if op == "delete" {
+                Operation::Delete
+            } else {
+                Operation::Void
+            };
+            require(spec, operation)?;
+            let id = id_of(&body).ok_or_else(|| Fault::validation("Id is required"))?;
+            let expected = sync_token(&body)?;
+            current(&state, realm, spec, &id).await?;
+            if !commit(
+                &state,
+                realm,
+                event(spec, &id, operation, None),
+                Expect::SyncToken(expected),
+            )
+            .await?
+            {
+                return Err(stale(spec, &id));
+            }
+            if operation == Operation::Delete {
+                return Ok(Json(json!({
+                    spec.name: {"domain": "QBO", "status": "Deleted", "Id": id},
+                    "time": Timestamp::now().to_rfc3339(),
+                })));
+            }
+            Ok(answer(spec, &current(&state, realm, spec, &id).await?))
+        }
+        Some(other) => Err(Fault::validation(format!(
+            "unsupported operation {other:?}; use delete or void"
+        ))),
+    }
+}
+
+async fn create(
+    state: &AppState,
+    realm: &str,
+    spec: &'static EntitySpec,
+    body: Map<String, Value>,
+) -> Result<Json<Value>, Fault> {
+    require(spec, Operation::Create)?;
+    let data = stored_body(body);
+    for _ in 0..5 {
+        let id = state.store.next_entity_id(realm, spec.name).await?.to_string();
+        let change = event(spec, &id, Operation::Create, Some(data.clone()));
+        if commit(state, realm, change, Expect::Absent).await? {
+            return Ok(answer(spec, &current(state, realm, spec, &id).await?));
+        }
+    }
+    Err(Fault::system(&"could not find a free Id"))
+}
+
+async fn update(
+    state: &AppState,
+    realm: &str,
+    spec: &'static EntitySpec,
+    id: &str,
+    body: Map<String, Value>,
+) -> Result<Json<Value>, Fault> {
+    require(spec, Operation::Update)?;
+    let expected = sync_token(&body)?;
+    let existing = current(state, realm, spec, id).await?;
+    let sparse = body.get("sparse") == Some(&Value::Bool(true));
+    let merged = if sparse {
+        let mut base = match existing.body.as_deref().map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(map))) => map,
+            _ => Map::new(),
+        };
+        base.extend(body.clone());
+        base
+    } else {
+        body.clone()
+    };
+    // Making a list entity inactive is how QuickBooks deletes it.
+    let deactivated = body.get("Active") == Some(&Value::Bool(false));
+    let operation = if deactivated && spec.allows(Operation::Delete) {
+        Operation::Delete
+    } else {
+        Operation::Update
+    };
+    let change = event(spec, id, operation, Some(stored_body(merged)));
+    if !commit(state, realm, change, Expect::SyncToken(expected)).await? {
+        return Err(stale(spec, id));
+    }
+    match state.store.entity_state(realm, spec.name, id).await? {
+        Some(s) => Ok(answer(spec, &s)),
+        None => Err(not_found(spec, id)),
+    }
+}
+
+/// `GET /v3/company/{realm}/{entity}/{id}`.
+pub async fn read(
+    State(state): State<AppState>,
+    access: RealmAccess,
+    Path((_, segment, id)): Path<(String, String, String)>,
+) -> Result<Json<Value>, Fault> {
+    let spec = entity_of(&segment)?;
+    Ok(answer(spec, &current(&state, &access.realm_id, spec, &id).await?))
+}
+
+/// `POST /v3/company/{realm}/{entity}/{id}/send`: event `Emailed`.
+pub async fn send(
+    State(state): State<AppState>,
+    access: RealmAccess,
+    Path((_, segment, id)): Path<(String, String, String)>,
+) -> Result<Json<Value>, Fault> {
+    let spec = entity_of(&segment)?;
+    require(spec, Operation::Emailed)?;
+    let existing = current(&state, &access.realm_id, spec, &id).await?;
+    let change = event(spec, &id, Operation::Emailed, None);
+    if !commit(
+        &state,
+        &access.realm_id,
+        change,
+        Expect::SyncToken(existing.sync_token),
+    )
+    .await?
+    {
+        return Err(stale(spec, &id));
+    }
+    Ok(answer(spec, &current(&state, &access.realm_id, spec, &id).await?))
+}
+
+/// A parsed `select … from … [where …] [startposition N] [maxresults M]`.
+struct Select {
+    count: bool,
+    entity: &'static EntitySpec,
+    conditions: Vec<(String, String)>,
+    start: usize,
+    max: usize,
+}
+
+fn parse_query(text: &str) -> Result<Select, Fault> {
+    let bad = || {
+        Fault::validation(format!("unsupported query {text:?}: use select * from Entity [where Field = 'value' [and …]] [startposition N] [maxresults M]"))
+    };
+    let lower = text.to_ascii_lowercase();
+    let rest = lower.trim().strip_prefix("select").ok_or_else(bad)?.trim_start();
+    let count = rest.starts_with("count(*)");
+    let from = lower.find(" from ").ok_or_else(bad)?;
+    let after = text[from + 6..].trim();
+    let (name, mut tail) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+    let entity = entity_of(name)?;
+    let (mut conditions, mut start, mut max) = (Vec::new(), 1usize, 100usize);
+    let take_number = |tail: &str, keyword: &str| -> Option<(usize, String)> {
+        let t = tail.trim_start();
+        let rest = t
+            .get(keyword.len()..)
+            .filter(|_| t.to_ascii_lowercase().starts_with(keyword))?
+            .trim_start();
+        let (num, more) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        Some((num.parse().ok()?, more.to_owned()))
+    };
+    let mut owned;
+    if tail.trim_start().to_ascii_lowercase().starts_with("where ") {
+        let clause = &tail.trim_start()[6..];
+        let clause_lower = clause.to_ascii_lowercase();
+        let end = ["startposition", "maxresults", "orderby", "order by"]
+            .iter()
+            .filter_map(|k| clause_lower.find(k))
+            .min()
+            .unwrap_or(clause.len());
+        for part in clause[..end]
+            .split(" and ")
+            .chain(std::iter::empty())
+            .flat_map(|p| p.split(" AND "))
+        {
+            let (field, value) = part.split_once('=').ok_or_else(bad)?;
+            let value = value.trim().trim_matches('\'').to_owned();
+            conditions.push((field.trim().to_owned(), value));
+        }
+        owned = clause[end..].to_owned();
+        tail = &owned;
+    }
+    if tail.trim_start().to_ascii_lowercase().starts_with("orderby")
+        || tail.trim_start().to_ascii_lowercase().starts_with("order by")
+    {
+        // Ordering is by Id; other orderings are accepted and ignored.
+        let t = tail.to_ascii_lowercase();
+        let cut = ["startposition", "maxresults"]
+            .iter()
+            .filter_map(|k| t.find(k))
+            .min()
+            .unwrap_or(t.len());
+        owned = tail[cut..].to_owned();
+        tail = &owned;
+    }
+    if let Some((n, more)) = take_number(tail, "startposition") {
+        start = n.max(1);
+        owned = more;
+        tail = &owned;
+    }
+    if let Some((n, more)) = take_number(tail, "maxresults") {
+        max = n.clamp(1, 1000);
+        owned = more;
+        tail = &owned;
+    }
+    if !tail.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok(Select {
+        count,
+        entity,
+        conditions,
+        start,
+        max,
+    })
+}
+
+fn matches(state: &EntityState, conditions: &[(String, String)]) -> bool {
+    let body = state
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        .unwrap_or(Value::Null);
+    conditions.iter().all(|(field, value)| {
+        if field.eq_ignore_ascii_case("Id") {
+            return state.entity_id == *value;
+        }
+        match &body[field.as_str()] {
+            Value::String(s) => s == value,
+            Value::Bool(b) => b.to_string() == value.to_ascii_lowercase(),
+            Value::Number(n) => n.to_string() == *value,
+            _ => false,
+        }
+    })
+}
+
+/// `GET /v3/company/{realm}/query?query=…`.
+pub async fn query(
+    State(state): State<AppState>,
+    access: RealmAccess,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Fault> {
+    let text = params
+        .get("query")
+        .ok_or_else(|| Fault::validation("query is required"))?;
+    let select = parse_query(text)?;
+    let id = select
+        .conditions
+        .iter()
+        .find(|(f, _)| f.eq_ignore_ascii_case("Id"))
+        .map(|(_, v)| v.as_str());
+    let all = state
+        .store
+        .live_entities(&access.realm_id, select.entity.name, id)
+        .await?;
+    let hits: Vec<&EntityState> = all.iter().filter(|s| matches(s, &select.conditions)).collect();
+    let now = Timestamp::now().to_rfc3339();
+    if select.count {
+        return Ok(Json(
+            json!({"QueryResponse": {"totalCount": hits.len()}, "time": now}),
+        ));
+    }
+    let page: Vec<Value> = hits
+        .iter()
+        .skip(select.start - 1)
+        .take(select.max)
+        .map(|s| entity_json(s))
+        .collect();
+    if page.is_empty() {
+        return Ok(Json(json!({"QueryResponse": {}, "time": now})));
+    }
+    let count = page.len();
+    Ok(Json(json!({
+        "QueryResponse": { select.entity.name: page, "startPosition": select.start, "maxResults": count },
+        "time": now,
+    })))
+}
