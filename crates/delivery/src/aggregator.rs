@@ -53,6 +53,8 @@ pub struct Aggregator {
     pub wake: Arc<Notify>,
     /// Notified when notifications were made (wakes the dispatcher).
     pub made: Arc<Notify>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Aggregator {
@@ -77,6 +79,9 @@ impl Aggregator {
             Ok(0) => {}
             Ok(made) => {
                 tracing::debug!(windows = keys.len(), made, "windows closed");
+                self.metrics
+                    .notifications_made
+                    .fetch_add(made as u64, std::sync::atomic::Ordering::Relaxed);
                 self.made.notify_one();
             }
             Err(err) => tracing::error!(error = %err, windows = keys.len(), "closing windows failed"),

@@ -62,6 +62,8 @@ pub struct DispatcherOptions {
     pub delivery_timeout: Duration,
     /// Woken when there may be work.
     pub wake: Arc<Notify>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The dispatcher; shared by the background loop and manual sends.
@@ -199,7 +201,9 @@ impl Dispatcher {
             headers: &headers,
             body: &notification.payload,
         };
-        Ok(self.options.client.send(&request).await)
+        let attempt = self.options.client.send(&request).await;
+        self.options.metrics.attempt(attempt.outcome, attempt.duration_ms);
+        Ok(attempt)
     }
 
     /// Records an attempt with `decision`.

@@ -14,6 +14,7 @@
 pub mod aggregator;
 pub mod dispatcher;
 pub mod janitor;
+pub mod metrics;
 pub mod outbound;
 pub mod payload;
 pub mod retry;

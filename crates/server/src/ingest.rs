@@ -4,10 +4,12 @@
 //!
 //! A request is answered only after the transaction holding it has committed.
 
+use ledgerhook_delivery::metrics::Metrics;
 use ledgerhook_domain::Timestamp;
 use ledgerhook_store::ingest::{IngestOutcome, IngestRequest};
 use ledgerhook_store::windows::WindowPolicy;
 use ledgerhook_store::{Backend, Store};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
@@ -38,7 +40,12 @@ pub enum IngestError {
 impl Ingestor {
     /// Starts the writer tasks: one on SQLite (one writer at a time anyway), four on
     /// PostgreSQL (commits overlap there).
-    pub fn start(store: Store, policy: WindowPolicy, wake_aggregator: Arc<Notify>) -> Ingestor {
+    pub fn start(
+        store: Store,
+        policy: WindowPolicy,
+        wake_aggregator: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Ingestor {
         let (jobs, receiver) = mpsc::channel(4096);
         let receiver = Arc::new(Mutex::new(receiver));
         let writers = match store.backend() {
@@ -51,6 +58,7 @@ impl Ingestor {
                 receiver.clone(),
                 policy,
                 wake_aggregator.clone(),
+                metrics.clone(),
             ));
         }
         Ingestor { jobs }
@@ -94,6 +102,7 @@ async fn write_loop(
     receiver: Arc<Mutex<mpsc::Receiver<(IngestRequest, Reply)>>>,
     policy: WindowPolicy,
     wake_aggregator: Arc<Notify>,
+    metrics: Arc<Metrics>,
 ) {
     while let Some(group) = next_group(&receiver).await {
         let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
@@ -103,6 +112,10 @@ async fn write_loop(
                     wake_aggregator.notify_one();
                 }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    if let IngestOutcome::Accepted(n) = outcome {
+                        metrics.events_ingested.fetch_add(n as u64, Ordering::Relaxed);
+                        metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+                    }
                     let _ = reply.send(Ok(outcome));
                 }
             }

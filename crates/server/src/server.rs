@@ -96,6 +96,7 @@ impl RunningServer {
             policy: self.state.config.window_policy(),
             wake: self.state.wake_aggregator.clone(),
             made: self.state.wake_dispatcher.clone(),
+            metrics: self.state.metrics.clone(),
         };
         self.state.store.spawn_listener(
             self.state.wake_aggregator.clone(),

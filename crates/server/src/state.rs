@@ -3,6 +3,7 @@
 use crate::ingest::Ingestor;
 use crate::Config;
 use ledgerhook_delivery::dispatcher::{Dispatcher, DispatcherOptions};
+use ledgerhook_delivery::metrics::Metrics;
 use ledgerhook_delivery::outbound::guard::Lookup;
 use ledgerhook_delivery::outbound::OutboundClient;
 use ledgerhook_delivery::secrets::SecretBox;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Resolves endpoint host names (validation and delivery use the same resolver).
     pub lookup: Arc<dyn Lookup>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -37,6 +40,7 @@ impl AppState {
     pub fn new(store: Store, config: Config, client: OutboundClient, lookup: Arc<dyn Lookup>) -> AppState {
         let secrets = SecretBox::new(config.secret_key.as_deref());
         let wake_dispatcher = Arc::new(Notify::new());
+        let metrics = Arc::new(Metrics::default());
         let dispatcher = Dispatcher::new(DispatcherOptions {
             store: store.clone(),
             client,
@@ -47,9 +51,15 @@ impl AppState {
             max_in_flight_per_endpoint: config.max_in_flight_per_endpoint as usize,
             delivery_timeout: config.delivery_timeout,
             wake: wake_dispatcher.clone(),
+            metrics: metrics.clone(),
         });
         let wake_aggregator = Arc::new(Notify::new());
-        let ingestor = Ingestor::start(store.clone(), config.window_policy(), wake_aggregator.clone());
+        let ingestor = Ingestor::start(
+            store.clone(),
+            config.window_policy(),
+            wake_aggregator.clone(),
+            metrics.clone(),
+        );
         AppState {
             store,
             config: Arc::new(config),
@@ -59,6 +69,7 @@ impl AppState {
             wake_dispatcher,
             dispatcher,
             lookup,
+            metrics,
         }
     }
 }

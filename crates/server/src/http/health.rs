@@ -29,12 +29,28 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /metrics`: Prometheus text exposition (operator only).
-pub async fn metrics(principal: Principal) -> Result<impl IntoResponse, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
     principal.require_operator()?;
-    let body = format!(
+    let mut body = format!(
         "# HELP ledgerhook_build_info Build information.\n# TYPE ledgerhook_build_info gauge\nledgerhook_build_info{{version=\"{}\"}} 1\n",
         env!("CARGO_PKG_VERSION")
     );
+    body.push_str(&state.metrics.render());
+    body.push_str("# HELP ledgerhook_notifications Notifications in the database, by status.\n# TYPE ledgerhook_notifications gauge\n");
+    for (status, count) in state.store.notification_counts().await? {
+        body.push_str(&format!(
+            "ledgerhook_notifications{{status=\"{status}\"}} {count}\n"
+        ));
+    }
+    body.push_str("# HELP ledgerhook_webhook_configurations Webhook configurations, by state.\n# TYPE ledgerhook_webhook_configurations gauge\n");
+    for (state_name, count) in state.store.config_counts().await? {
+        body.push_str(&format!(
+            "ledgerhook_webhook_configurations{{state=\"{state_name}\"}} {count}\n"
+        ));
+    }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,

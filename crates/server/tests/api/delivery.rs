@@ -337,6 +337,23 @@ async fn a_test_send_is_signed_and_listed(kind: Kind) {
     assert_eq!(answer["attempt"]["outcome"], "success");
     let body: Value = serde_json::from_slice(&hook.requests()[1].body).unwrap();
     assert_eq!(body["eventNotifications"][0]["realmId"], "0");
+
+    // Both sends are counted in the metrics.
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("ledgerhook_attempts_total{outcome=\"success\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ledgerhook_notifications{status=\"delivered\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ledgerhook_webhook_configurations{state=\"active\"} 1"),
+        "{text}"
+    );
 }
 
 async fn notifications_can_be_listed_read_redelivered_and_recovered(kind: Kind) {
