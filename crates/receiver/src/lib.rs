@@ -1,0 +1,22 @@
+//! Ledgerhook's receiver SDK: the consumer side of QuickBooks-style webhooks.
+//!
+//! - [`verify`]: `intuit-signature` (HMAC-SHA256 of the raw body under the verifier
+//!   token) and Standard Webhooks signatures (with timestamp tolerance), in constant time,
+//!   with several keys accepted during a rotation.
+//! - [`payload`]: both body formats (`eventNotifications` and CloudEvents) under both
+//!   content types, parsed into typed [`payload::Event`]s.
+//!
+//! It depends on no web framework; any stack hands it the raw body and the headers.
+//!
+//! ```
+//! use ledgerhook_receiver::{payload, verify};
+//! let body = br#"{"eventNotifications":[{"realmId":"1","dataChangeEvent":{"entities":[{"name":"Customer","id":"1","operation":"Create","lastUpdated":"2026-11-28T15:11:37.000Z"}]}}]}"#;
+//! // The value of the `intuit-signature` header, as the sender computed it:
+//! let signature = verify::intuit_signature("token", body);
+//! verify::intuit(&["token"], body, &signature).expect("signed by the app's verifier token");
+//! let events = payload::parse("application/json", body).unwrap();
+//! assert_eq!(events[0].entity, "Customer");
+//! ```
+
+pub mod payload;
+pub mod verify;
