@@ -14,7 +14,7 @@ use ledgerhook_domain::{Ordering, Timestamp};
 use ledgerhook_store::model::SecretName;
 use ledgerhook_store::model::StoredSecret;
 use ledgerhook_store::notifications::Notification;
-use ledgerhook_store::queue::{AttemptRecord, AttemptResult, Candidate, Decision};
+use ledgerhook_store::queue::{AttemptRecord, AttemptResult, Candidate, Decision, DeliveryState};
 use ledgerhook_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -209,13 +209,15 @@ impl Dispatcher {
     /// Records an attempt with `decision`.
     pub async fn record(
         &self,
-        seq: i64,
+        notification: &Notification,
         attempt: &Attempt,
         decision: &Decision,
         leased: bool,
     ) -> Result<(), StoreError> {
         let result = AttemptResult {
-            seq,
+            seq: notification.seq,
+            config_id: notification.config_id,
+            realm_id: notification.realm_id.clone(),
             attempt: AttemptRecord {
                 number: 0,
                 started_at: attempt.started_at,
@@ -249,8 +251,8 @@ impl Dispatcher {
     }
 
     /// One queued attempt: send, decide by the retry policy, record, wake the loop.
-    async fn attempt(self: Arc<Self>, candidate: Candidate) {
-        let result = self.attempt_inner(&candidate).await;
+    async fn attempt(self: Arc<Self>, candidate: Candidate, state: DeliveryState) {
+        let result = self.attempt_inner(&candidate, state).await;
         if let Err(err) = result {
             tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
             let _ = self.options.store.release_leases(&self.owner).await;
@@ -258,10 +260,7 @@ impl Dispatcher {
         self.options.wake.notify_one();
     }
 
-    async fn attempt_inner(&self, candidate: &Candidate) -> Result<(), SendError> {
-        let Some(state) = self.options.store.delivery_state(candidate.seq).await? else {
-            return Ok(());
-        };
+    async fn attempt_inner(&self, candidate: &Candidate, state: DeliveryState) -> Result<(), SendError> {
         let attempt = self.send(&state.notification, &candidate.url).await?;
         let decision = if attempt.outcome == Outcome::Success {
             Decision::Delivered
@@ -273,7 +272,8 @@ impl Dispatcher {
                 .after_failure(failures, first, Timestamp::now(), self.options.time_scale)
         };
         tracing::debug!(node = %self.owner, notification = %state.notification.id, outcome = attempt.outcome.as_str(), ?decision, "attempt");
-        self.record(candidate.seq, &attempt, &decision, true).await?;
+        self.record(&state.notification, &attempt, &decision, true)
+            .await?;
         Ok(())
     }
 
@@ -304,14 +304,12 @@ impl Dispatcher {
         let claimed = self.options.store.claim(&chosen, &self.owner, now, until).await?;
         let mut started = 0;
         for ((candidate, permit), won) in chosen.into_iter().zip(permits).zip(claimed) {
-            if !won {
-                continue;
-            }
+            let Some(state) = won else { continue };
             started += 1;
             let me = self.clone();
             tasks.spawn(async move {
                 let _permit = permit;
-                me.attempt(candidate).await;
+                me.attempt(candidate, state).await;
             });
         }
         Ok((started, blocked))

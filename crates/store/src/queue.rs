@@ -108,15 +108,15 @@ impl Store {
     }
 
     /// Takes the stream's lease and the notification of each candidate for `owner` until
-    /// `until`, in one transaction; answers, per candidate, whether both were free
-    /// (another node may have been faster).
+    /// `until`, in one transaction; answers, per candidate, the notification when both
+    /// were free (`None`: another node was faster).
     pub async fn claim(
         &self,
         candidates: &[Candidate],
         owner: &str,
         now: Timestamp,
         until: Timestamp,
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<Vec<Option<DeliveryState>>, StoreError> {
         let mut tx = self.writer().begin().await?;
         let mut claimed = Vec::with_capacity(candidates.len());
         for candidate in candidates {
@@ -316,6 +316,10 @@ pub struct AttemptResult {
     pub decision: Decision,
     /// The lease owner whose stream lease to release, if the attempt was claimed.
     pub owner: Option<String>,
+    /// The notification's configuration, if it has one.
+    pub config_id: Option<i64>,
+    /// The notification's realm.
+    pub realm_id: String,
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -326,7 +330,7 @@ async fn claim_one(
     owner: &str,
     now: Timestamp,
     until: Timestamp,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<DeliveryState>, sqlx::Error> {
     let leased = sqlx::query(
         "INSERT INTO stream_leases (config_id, realm_id, owner, lease_until) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (config_id, realm_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
@@ -341,28 +345,32 @@ async fn claim_one(
     .await?
     .rows_affected();
     if leased == 0 {
-        return Ok(false);
+        return Ok(None);
     }
-    let claimed = sqlx::query(
+    let claimed = sqlx::query(&format!(
         "UPDATE notifications SET lease_owner = $1, lease_until = $2 \
-         WHERE seq = $3 AND status IN ('pending', 'retrying') AND next_attempt_at <= $4",
-    )
+         WHERE seq = $3 AND status IN ('pending', 'retrying') AND next_attempt_at <= $4 \
+         RETURNING {COLUMNS}, first_attempt_at"
+    ))
     .bind(owner)
     .bind(until.millis())
     .bind(candidate.seq)
     .bind(now.millis())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if claimed == 0 {
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = claimed else {
         sqlx::query("DELETE FROM stream_leases WHERE config_id = $1 AND realm_id = $2 AND owner = $3")
             .bind(candidate.config_id)
             .bind(&candidate.realm_id)
             .bind(owner)
             .execute(&mut **tx)
             .await?;
-    }
-    Ok(claimed == 1)
+        return Ok(None);
+    };
+    Ok(Some(DeliveryState {
+        notification: notification(&row)?,
+        first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.map(Timestamp),
+    }))
 }
 
 async fn record_one(tx: &mut Tx, result: &AttemptResult, now: Timestamp) -> Result<(), sqlx::Error> {
@@ -398,14 +406,10 @@ async fn record_one(tx: &mut Tx, result: &AttemptResult, now: Timestamp) -> Resu
     .bind(result.seq)
     .execute(&mut **tx)
     .await?;
-    let stream = sqlx::query("SELECT config_id, realm_id FROM notifications WHERE seq = $1")
-        .bind(result.seq)
-        .fetch_one(&mut **tx)
-        .await?;
-    let Some(config_id) = stream.try_get::<Option<i64>, _>("config_id")? else {
+    let Some(config_id) = result.config_id else {
         return Ok(());
     };
-    let realm_id: String = stream.try_get("realm_id")?;
+    let realm_id = &result.realm_id;
     if let Some(error) = attempt
         .error
         .as_deref()
@@ -424,7 +428,7 @@ async fn record_one(tx: &mut Tx, result: &AttemptResult, now: Timestamp) -> Resu
         sqlx::query("DELETE FROM stream_leases WHERE owner = $1 AND config_id = $2 AND realm_id = $3")
             .bind(owner)
             .bind(config_id)
-            .bind(&realm_id)
+            .bind(realm_id)
             .execute(&mut **tx)
             .await?;
     }

@@ -216,8 +216,18 @@ impl Store {
         let mut tx = self.writer().begin().await?;
         let mut made = 0;
         let mut deliverable = false;
+        let mut configs = std::collections::HashMap::new();
         for key in keys {
-            let (count, held) = close_one(&mut tx, self.backend(), key, policy, now, &mut render).await?;
+            let (count, held) = close_one(
+                &mut tx,
+                self.backend(),
+                key,
+                policy,
+                now,
+                &mut configs,
+                &mut render,
+            )
+            .await?;
             made += count;
             deliverable |= count > 0 && !held;
         }
@@ -237,6 +247,7 @@ async fn close_one<F>(
     key: &WindowKey,
     policy: &WindowPolicy,
     now: Timestamp,
+    configs: &mut std::collections::HashMap<i64, Option<WebhookConfig>>,
     render: &mut F,
 ) -> Result<(usize, bool), sqlx::Error>
 where
@@ -257,7 +268,15 @@ where
     if claimed.is_none() {
         return Ok((0, false));
     }
-    let config = crate::configs::config_by_id(tx, key.config_id).await?;
+    // Windows of one configuration usually close together: read it once per round.
+    let config = match configs.get(&key.config_id) {
+        Some(cached) => cached.clone(),
+        None => {
+            let read = crate::configs::config_by_id(tx, key.config_id).await?;
+            configs.insert(key.config_id, read.clone());
+            read
+        }
+    };
     let Some(config) = config.filter(|c| c.state != ConfigState::Inactive) else {
         discard_window(tx, key).await?;
         return Ok((0, false));

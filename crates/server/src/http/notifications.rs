@@ -177,7 +177,7 @@ async fn send_now(
     };
     state
         .dispatcher
-        .record(notification.seq, &attempt, &decision, false)
+        .record(notification, &attempt, &decision, false)
         .await?;
     Ok(attempt)
 }
