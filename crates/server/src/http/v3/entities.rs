@@ -281,80 +281,105 @@ struct Select {
     max: usize,
 }
 
+/// Splits a query into words, quoted strings (quotes removed, `\'` and `''` unescaped)
+/// and the `=` sign.
+fn tokens(text: &str) -> Option<Vec<(String, bool)>> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {}
+            '=' => out.push(("=".to_owned(), false)),
+            '\'' => {
+                let mut value = String::new();
+                loop {
+                    match chars.next()? {
+                        '\\' => value.push(chars.next()?),
+                        '\'' if chars.peek() == Some(&'\'') => {
+                            chars.next();
+                            value.push('\'');
+                        }
+                        '\'' => break,
+                        other => value.push(other),
+                    }
+                }
+                out.push((value, true));
+            }
+            _ => {
+                let mut word = c.to_string();
+                while let Some(&next) = chars.peek() {
+                    if next.is_whitespace() || next == '=' || next == '\'' {
+                        break;
+                    }
+                    word.push(next);
+                    chars.next();
+                }
+                out.push((word, false));
+            }
+        }
+    }
+    Some(out)
+}
+
 fn parse_query(text: &str) -> Result<Select, Fault> {
     let bad = || {
-        Fault::validation(format!("unsupported query {text:?}: use select * from Entity [where Field = 'value' [and …]] [startposition N] [maxresults M]"))
+        Fault::validation(format!(
+            "unsupported query {text:?}: use select * from Entity [where Field = 'value' [and …]] \
+             [orderby Field] [startposition N] [maxresults M]"
+        ))
     };
-    let lower = text.to_ascii_lowercase();
-    let rest = lower.trim().strip_prefix("select").ok_or_else(bad)?.trim_start();
-    let count = rest.starts_with("count(*)");
-    let from = lower.find(" from ").ok_or_else(bad)?;
-    let after = text[from + 6..].trim();
-    let (name, mut tail) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
-    let entity = entity_of(name)?;
+    let words = tokens(text).ok_or_else(bad)?;
+    let mut it = words.iter().peekable();
+    match it.next() {
+        Some((w, false)) if w.eq_ignore_ascii_case("select") => {}
+        _ => return Err(bad()),
+    }
+    let count = match it.next() {
+        Some((w, false)) if w == "*" => false,
+        Some((w, false)) if w.eq_ignore_ascii_case("count(*)") => true,
+        _ => return Err(bad()),
+    };
+    match it.next() {
+        Some((w, false)) if w.eq_ignore_ascii_case("from") => {}
+        _ => return Err(bad()),
+    }
+    let entity = match it.next() {
+        Some((w, false)) => entity_of(w)?,
+        _ => return Err(bad()),
+    };
     let (mut conditions, mut start, mut max) = (Vec::new(), 1usize, 100usize);
-    let take_number = |tail: &str, keyword: &str| -> Option<(usize, String)> {
-        let t = tail.trim_start();
-        let rest = t
-            .get(keyword.len()..)
-            .filter(|_| t.to_ascii_lowercase().starts_with(keyword))?
-            .trim_start();
-        let (num, more) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-        Some((num.parse().ok()?, more.to_owned()))
-    };
-    let mut owned;
-    if tail.trim_start().to_ascii_lowercase().starts_with("where ") {
-        let clause = &tail.trim_start()[6..];
-        let clause_lower = clause.to_ascii_lowercase();
-        let end = ["startposition", "maxresults", "orderby", "order by"]
-            .iter()
-            .filter_map(|k| clause_lower.find(k))
-            .min()
-            .unwrap_or(clause.len());
-        for part in clause[..end]
-            .split(" and ")
-            .chain(std::iter::empty())
-            .flat_map(|p| p.split(" AND "))
-        {
-            let (field, value) = part.split_once('=').ok_or_else(bad)?;
-            let value = value.trim().trim_matches('\'').to_owned();
-            conditions.push((field.trim().to_owned(), value));
+    while let Some((word, quoted)) = it.next() {
+        if *quoted {
+            return Err(bad());
         }
-        owned = clause[end..].to_owned();
-        tail = &owned;
-    }
-    if tail.trim_start().to_ascii_lowercase().starts_with("orderby")
-        || tail.trim_start().to_ascii_lowercase().starts_with("order by")
-    {
-        // Ordering is by Id; other orderings are accepted and ignored.
-        let t = tail.to_ascii_lowercase();
-        let cut = ["startposition", "maxresults"]
-            .iter()
-            .filter_map(|k| t.find(k))
-            .min()
-            .unwrap_or(t.len());
-        owned = tail[cut..].to_owned();
-        tail = &owned;
-    }
-    if let Some((n, more)) = take_number(tail, "startposition") {
-        start = n.max(1);
-        owned = more;
-        tail = &owned;
-    }
-    if let Some((n, more)) = take_number(tail, "maxresults") {
-        max = n.clamp(1, 1000);
-        owned = more;
-        tail = &owned;
-    }
-    if !tail.trim().is_empty() {
-        return Err(bad());
+        match word.to_ascii_lowercase().as_str() {
+            "where" | "and" => {
+                let field = match it.next() {
+                    Some((f, false)) => f.clone(),
+                    _ => return Err(bad()),
+                };
+                if it.next().map(|(w, q)| (w.as_str(), *q)) != Some(("=", false)) {
+                    return Err(bad());
+                }
+                let value = it.next().ok_or_else(bad)?.0.clone();
+                conditions.push((field, value));
+            }
+            "orderby" => {
+                // Results are in Id order; other orderings are accepted and ignored.
+                it.next().ok_or_else(bad)?;
+                it.next_if(|(w, _)| w.eq_ignore_ascii_case("asc") || w.eq_ignore_ascii_case("desc"));
+            }
+            "startposition" => start = it.next().and_then(|(n, _)| n.parse().ok()).ok_or_else(bad)?,
+            "maxresults" => max = it.next().and_then(|(n, _)| n.parse().ok()).ok_or_else(bad)?,
+            _ => return Err(bad()),
+        }
     }
     Ok(Select {
         count,
         entity,
         conditions,
-        start,
-        max,
+        start: start.max(1),
+        max: max.clamp(1, 1000),
     })
 }
 
@@ -417,4 +442,50 @@ pub async fn query(
         "QueryResponse": { select.entity.name: page, "startPosition": select.start, "maxResults": count },
         "time": now,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_parse_with_quotes_conditions_and_paging() {
+        let q = parse_query("SELECT * FROM Customer WHERE DisplayName = 'Smith and Sons' AND Active = true ORDERBY Id DESC STARTPOSITION 11 MAXRESULTS 5").unwrap();
+        assert!(!q.count);
+        assert_eq!(q.entity.name, "Customer");
+        assert_eq!(
+            q.conditions,
+            [
+                ("DisplayName".to_owned(), "Smith and Sons".to_owned()),
+                ("Active".to_owned(), "true".to_owned())
+            ]
+        );
+        assert_eq!((q.start, q.max), (11, 5));
+        let q = parse_query("select count(*) from invoice where Id='7'").unwrap();
+        assert!(q.count);
+        assert_eq!(q.conditions, [("Id".to_owned(), "7".to_owned())]);
+        let q = parse_query(r"select * from Customer where DisplayName = 'O\'Brien'").unwrap();
+        assert_eq!(q.conditions[0].1, "O'Brien");
+        assert_eq!(
+            parse_query("select * from Customer maxresults 5000").unwrap().max,
+            1000
+        );
+    }
+
+    #[test]
+    fn bad_queries_are_refused() {
+        for text in [
+            "",
+            "delete from Customer",
+            "select Id from Customer",
+            "select * from Gadget",
+            "select * from Customer where",
+            "select * from Customer where Id > '1'",
+            "select * from Customer where Id = 'unterminated",
+            "select * from Customer maxresults many",
+            "select * from Customer limit 5",
+        ] {
+            assert!(parse_query(text).is_err(), "{text:?} was accepted");
+        }
+    }
 }
