@@ -7,6 +7,8 @@
 use ledgerhook_store::{Store, StoreError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The meta key under which the operator token's hash is kept.
 const OPERATOR_TOKEN_KEY: &str = "operator_token_sha256";
@@ -53,12 +55,38 @@ pub async fn ensure_operator_token(
     Ok(created.then_some(token))
 }
 
-/// Whether `token` is the operator token.
-pub async fn is_operator_token(store: &Store, token: &str) -> Result<bool, StoreError> {
-    let Some(stored) = store.meta(OPERATOR_TOKEN_KEY).await? else {
-        return Ok(false);
-    };
-    Ok(constant_time_eq(stored.as_bytes(), hash_token(token).as_bytes()))
+/// How long the stored operator token hash is reused before it is read again (another
+/// node started with a new `LEDGERHOOK_ADMIN_TOKEN` is seen within this time).
+const OPERATOR_HASH_TTL: Duration = Duration::from_secs(1);
+
+/// The operator token's hash, read from the store at most once per
+/// [`OPERATOR_HASH_TTL`]: every authenticated request checks it first, so it must not
+/// cost a database read each time.
+#[derive(Default)]
+pub struct OperatorToken {
+    cached: Mutex<Option<(Instant, Option<String>)>>,
+}
+
+impl OperatorToken {
+    /// Whether `token` is the operator token.
+    pub async fn matches(&self, store: &Store, token: &str) -> Result<bool, StoreError> {
+        let fresh = self
+            .cached
+            .lock()
+            .expect("operator token cache")
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < OPERATOR_HASH_TTL)
+            .map(|(_, hash)| hash.clone());
+        let stored = match fresh {
+            Some(hash) => hash,
+            None => {
+                let hash = store.meta(OPERATOR_TOKEN_KEY).await?;
+                *self.cached.lock().expect("operator token cache") = Some((Instant::now(), hash.clone()));
+                hash
+            }
+        };
+        Ok(stored.is_some_and(|s| constant_time_eq(s.as_bytes(), hash_token(token).as_bytes())))
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The state every request handler and background task shares.
 
+use crate::auth::OperatorToken;
 use crate::ingest::Ingestor;
 use crate::Config;
 use ledgerhook_delivery::dispatcher::{Dispatcher, DispatcherOptions};
@@ -32,6 +33,8 @@ pub struct AppState {
     pub lookup: Arc<dyn Lookup>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The operator token's hash, cached.
+    pub operator_token: Arc<OperatorToken>,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
             dispatcher,
             lookup,
             metrics,
+            operator_token: Arc::new(OperatorToken::default()),
         }
     }
 }

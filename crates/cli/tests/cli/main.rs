@@ -282,16 +282,19 @@ fn operator_token_is_printed_once_works_and_survives_restart() {
         server.stderr()
     );
     assert!(!server.stderr().contains(&token));
-    assert_eq!(
-        http()
-            .get(format!("{}/metrics", server.base))
-            .bearer_auth(&token)
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(metrics_status(&server.base, &token), 200);
     assert!(server.terminate().success());
+}
+
+/// The status `GET /metrics` (operator only) answers with `token`.
+fn metrics_status(base: &str, token: &str) -> u16 {
+    http()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[test]
@@ -309,20 +312,8 @@ fn admin_token_variable_replaces_the_stored_token() {
         &[("LEDGERHOOK_ADMIN_TOKEN", "my-operator-token-123")],
     );
     assert_eq!(server.printed_token(), None);
-    let metrics = format!("{}/metrics", server.base);
-    assert_eq!(
-        http().get(&metrics).bearer_auth(&first).send().unwrap().status(),
-        401
-    );
-    assert_eq!(
-        http()
-            .get(&metrics)
-            .bearer_auth("my-operator-token-123")
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(metrics_status(&server.base, &first), 401);
+    assert_eq!(metrics_status(&server.base, "my-operator-token-123"), 200);
 }
 
 #[test]
@@ -423,15 +414,7 @@ fn serve_on_postgres_keeps_its_token_across_restarts() {
     assert!(server.terminate().success());
     let server = ServerProcess::start(dir.path(), &db.url, &[], &[]);
     assert_eq!(server.printed_token(), None);
-    assert_eq!(
-        http()
-            .get(format!("{}/metrics", server.base))
-            .bearer_auth(&token)
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(metrics_status(&server.base, &token), 200);
     assert!(server.terminate().success());
 }
 

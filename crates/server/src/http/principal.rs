@@ -84,7 +84,7 @@ pub fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
 
 /// Resolves a token to its principal, or `None` if it is unknown or expired.
 pub async fn resolve(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
-    if auth::is_operator_token(&state.store, token).await? {
+    if state.operator_token.matches(&state.store, token).await? {
         return Ok(Some(Principal::Operator));
     }
     let hash = auth::hash_token(token);
