@@ -332,9 +332,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let requests = stats["requests"].as_f64().unwrap_or(0.0);
         let span = stats["span_ms"].as_f64().unwrap_or(0.0) / 1000.0;
         println!(
-            "run {run}: events acknowledged={acknowledged} delivered={} notifications={requests} \
+            "run {run}: events acknowledged={acknowledged} delivered={} notifications={requests} duplicates={} \
              notifications/s={:.0} ({:.0}% of receiver capacity) events/s end-to-end={:.0} latency p50={:.1}ms p99={:.1}ms",
             stats["events"],
+            stats["duplicates"],
             requests / span.max(1e-9),
             100.0 * requests / span.max(1e-9) / capacity,
             stats["events"].as_f64().unwrap_or(0.0) / elapsed,

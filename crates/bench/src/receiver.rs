@@ -59,7 +59,11 @@ fn stats(hook: &Receiver, skip: usize) -> Value {
         (Some(a), Some(b)) => b.started.duration_since(a.started).as_secs_f64() * 1000.0,
         _ => 0.0,
     };
-    json!({"requests": seen.len(), "events": events, "span_ms": span_ms,
+    let distinct: std::collections::HashSet<&str> = seen
+        .iter()
+        .filter_map(|r| r.headers.get("webhook-id").map(String::as_str))
+        .collect();
+    json!({"requests": seen.len(), "duplicates": seen.len() - distinct.len(), "events": events, "span_ms": span_ms,
            "p50_ms": percentile(&latencies, 50), "p99_ms": percentile(&latencies, 99)})
 }
 

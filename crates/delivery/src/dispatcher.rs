@@ -5,6 +5,11 @@
 //! claim takes the (configuration, realm) stream's lease in the database, so at most one
 //! attempt per stream is in flight across all nodes; attempts run in tasks of their own,
 //! limited per endpoint URL, so a slow endpoint holds only its own permits.
+//!
+//! A round may claim up to [`CLAIM_DEPTH`] times `max-in-flight-per-endpoint` per
+//! endpoint: the claimed attempts beyond the in-flight limit wait in their tasks for a
+//! request to finish. Claiming ahead keeps rounds large when one endpoint takes all the
+//! traffic; the lease covers the wait (one attempt's time at most) and the attempt.
 
 use crate::outbound::{Attempt, OutboundClient, OutboundRequest, Outcome};
 use crate::retry::RetryPolicy;
@@ -19,6 +24,7 @@ use ledgerhook_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -26,10 +32,12 @@ use tokio::task::JoinSet;
 const SAFETY_SWEEP: Duration = Duration::from_secs(10);
 /// Candidates looked at per round.
 const ROUND: u32 = 256;
-/// Attempts in flight in this process, over all endpoints.
+/// Attempts claimed and not yet finished in this process, over all endpoints.
 const MAX_IN_FLIGHT: usize = 2048;
 /// How much longer than `delivery-timeout` a lease lasts.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// Attempts claimed per endpoint, as a multiple of `max-in-flight-per-endpoint`.
+const CLAIM_DEPTH: usize = 2;
 
 /// Why a manual send could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -64,21 +72,43 @@ pub struct DispatcherOptions {
     pub wake: Arc<Notify>,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The runtime the attempt recorder runs on (attempts themselves run on the runtime
+    /// that creates the dispatcher).
+    pub pipeline: Handle,
 }
 
 /// The dispatcher; shared by the background loop and manual sends.
 pub struct Dispatcher {
     options: DispatcherOptions,
     owner: String,
-    endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    endpoints: Mutex<HashMap<String, Endpoint>>,
     in_flight: Arc<Semaphore>,
     recorder: mpsc::Sender<(AttemptResult, oneshot::Sender<Result<(), String>>)>,
     secrets_cache: Mutex<HashMap<String, (Instant, Vec<StoredSecret>)>>,
+    attempts: Handle,
 }
 
 /// How long an app's stored secrets are reused between attempts (a rotation takes
 /// effect within this time).
 const SECRETS_TTL: Duration = Duration::from_secs(1);
+
+/// The limits of one endpoint URL in this process.
+#[derive(Clone)]
+struct Endpoint {
+    /// Attempts claimed and not yet sent or finished.
+    claimed: Arc<Semaphore>,
+    /// Requests in flight (`max-in-flight-per-endpoint`).
+    sending: Arc<Semaphore>,
+}
+
+/// What a claimed attempt holds until its request is over: its place among the
+/// endpoint's claimed attempts and the process's, and the endpoint's in-flight limit to
+/// wait on.
+struct Permits {
+    _claimed: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+    sending: Arc<Semaphore>,
+}
 
 type RecordJob = (AttemptResult, oneshot::Sender<Result<(), String>>);
 
@@ -108,10 +138,11 @@ async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
 }
 
 impl Dispatcher {
-    /// A dispatcher with a fresh lease owner id.
+    /// A dispatcher with a fresh lease owner id. Must be called inside the runtime where
+    /// attempts are to run.
     pub fn new(options: DispatcherOptions) -> Arc<Dispatcher> {
         let (recorder, jobs) = mpsc::channel(4096);
-        tokio::spawn(record_loop(options.store.clone(), jobs));
+        options.pipeline.spawn(record_loop(options.store.clone(), jobs));
         Arc::new(Dispatcher {
             options,
             owner: format!("node-{}", random_uuid()),
@@ -119,6 +150,7 @@ impl Dispatcher {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             recorder,
             secrets_cache: Mutex::new(HashMap::new()),
+            attempts: Handle::current(),
         })
     }
 
@@ -152,17 +184,25 @@ impl Dispatcher {
     }
 
     /// A permit for one more attempt to `url`, if its endpoint and the process have room.
-    fn permits(&self, url: &str) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+    fn permits(&self, url: &str) -> Option<Permits> {
         let endpoint = {
             let mut endpoints = self.endpoints.lock().expect("endpoint map");
+            let limit = self.options.max_in_flight_per_endpoint;
             endpoints
                 .entry(url.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.options.max_in_flight_per_endpoint)))
+                .or_insert_with(|| Endpoint {
+                    claimed: Arc::new(Semaphore::new(limit * CLAIM_DEPTH)),
+                    sending: Arc::new(Semaphore::new(limit)),
+                })
                 .clone()
         };
-        let endpoint = endpoint.try_acquire_owned().ok()?;
+        let claimed = endpoint.claimed.try_acquire_owned().ok()?;
         let global = self.in_flight.clone().try_acquire_owned().ok()?;
-        Some((endpoint, global))
+        Some(Permits {
+            _claimed: claimed,
+            _global: global,
+            sending: endpoint.sending,
+        })
     }
 
     /// Signs and sends `notification` to `url` once.
@@ -251,8 +291,8 @@ impl Dispatcher {
     }
 
     /// One queued attempt: send, decide by the retry policy, record, wake the loop.
-    async fn attempt(self: Arc<Self>, candidate: Candidate, state: DeliveryState) {
-        let result = self.attempt_inner(&candidate, state).await;
+    async fn attempt(self: Arc<Self>, candidate: Candidate, state: DeliveryState, permits: Permits) {
+        let result = self.attempt_inner(&candidate, state, permits).await;
         if let Err(err) = result {
             tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
             let _ = self.options.store.release_leases(&self.owner).await;
@@ -260,8 +300,19 @@ impl Dispatcher {
         self.options.wake.notify_one();
     }
 
-    async fn attempt_inner(&self, candidate: &Candidate, state: DeliveryState) -> Result<(), SendError> {
-        let attempt = self.send(&state.notification, &candidate.url).await?;
+    async fn attempt_inner(
+        &self,
+        candidate: &Candidate,
+        state: DeliveryState,
+        permits: Permits,
+    ) -> Result<(), SendError> {
+        let sending = permits.sending.clone().acquire_owned().await;
+        let attempt = self.send(&state.notification, &candidate.url).await;
+        // The request is over: the endpoint's permits are free while the result is
+        // recorded (the stream's lease keeps the realm's next notification back until then).
+        drop(sending);
+        drop(permits);
+        let attempt = attempt?;
         let decision = if attempt.outcome == Outcome::Success {
             Decision::Delivered
         } else {
@@ -281,7 +332,8 @@ impl Dispatcher {
     /// blocked counts due candidates whose endpoint had no room.
     async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<(usize, usize), StoreError> {
         let now = Timestamp::now();
-        let lease = self.options.delivery_timeout + LEASE_MARGIN;
+        // Waiting for the in-flight limit takes one attempt's time at most, then its own.
+        let lease = self.options.delivery_timeout * 2 + LEASE_MARGIN;
         let until = Timestamp(now.millis() + lease.as_millis() as i64);
         let candidates = self
             .options
@@ -307,10 +359,7 @@ impl Dispatcher {
             let Some(state) = won else { continue };
             started += 1;
             let me = self.clone();
-            tasks.spawn(async move {
-                let _permit = permit;
-                me.attempt(candidate, state).await;
-            });
+            tasks.spawn_on(me.attempt(candidate, state, permit), &self.attempts);
         }
         Ok((started, blocked))
     }

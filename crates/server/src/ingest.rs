@@ -4,13 +4,16 @@
 //!
 //! A request is answered only after the transaction holding it has committed.
 
+use ledgerhook_delivery::aggregator::render_window;
 use ledgerhook_delivery::metrics::Metrics;
 use ledgerhook_domain::Timestamp;
+use ledgerhook_store::fanout::FanOut;
 use ledgerhook_store::ingest::{IngestOutcome, IngestRequest};
 use ledgerhook_store::windows::WindowPolicy;
 use ledgerhook_store::{Backend, Store};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 /// At most this many requests share one transaction.
@@ -19,6 +22,15 @@ const MAX_REQUESTS_PER_COMMIT: usize = 512;
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 
 type Reply = oneshot::Sender<Result<IngestOutcome, String>>;
+
+/// The background tasks a commit may have given work.
+#[derive(Clone)]
+pub struct Wake {
+    /// Windows were opened or advanced.
+    pub aggregator: Arc<Notify>,
+    /// Notifications were made at once (0s windows).
+    pub dispatcher: Arc<Notify>,
+}
 
 /// The handle request handlers use to ingest.
 #[derive(Clone)]
@@ -38,26 +50,27 @@ pub enum IngestError {
 }
 
 impl Ingestor {
-    /// Starts the writer tasks: one on SQLite (one writer at a time anyway), four on
-    /// PostgreSQL (commits overlap there).
+    /// Starts the writer tasks on `runtime`: one on SQLite (one writer at a time
+    /// anyway), four on PostgreSQL (commits overlap there).
     pub fn start(
         store: Store,
         policy: WindowPolicy,
-        wake_aggregator: Arc<Notify>,
+        wake: Wake,
         metrics: Arc<Metrics>,
+        runtime: &Handle,
     ) -> Ingestor {
         let (jobs, receiver) = mpsc::channel(4096);
         let receiver = Arc::new(Mutex::new(receiver));
         let writers = match store.backend() {
             Backend::Sqlite => 1,
-            Backend::Postgres => 4,
+            Backend::Postgres => 2,
         };
         for _ in 0..writers {
-            tokio::spawn(write_loop(
+            runtime.spawn(write_loop(
                 store.clone(),
                 receiver.clone(),
                 policy,
-                wake_aggregator.clone(),
+                wake.clone(),
                 metrics.clone(),
             ));
         }
@@ -101,16 +114,28 @@ async fn write_loop(
     store: Store,
     receiver: Arc<Mutex<mpsc::Receiver<(IngestRequest, Reply)>>>,
     policy: WindowPolicy,
-    wake_aggregator: Arc<Notify>,
+    wake: Wake,
     metrics: Arc<Metrics>,
 ) {
+    let woken = |fanned: &FanOut| {
+        if fanned.windows_touched {
+            wake.aggregator.notify_one();
+        }
+        if fanned.notifications_made > 0 {
+            metrics
+                .notifications_made
+                .fetch_add(fanned.notifications_made as u64, Ordering::Relaxed);
+            wake.dispatcher.notify_one();
+        }
+    };
     while let Some(group) = next_group(&receiver).await {
         let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        match store.ingest(&requests, &policy, Timestamp::now()).await {
-            Ok((outcomes, windows_touched)) => {
-                if windows_touched {
-                    wake_aggregator.notify_one();
-                }
+        match store
+            .ingest(&requests, &policy, render_window, Timestamp::now())
+            .await
+        {
+            Ok((outcomes, fanned)) => {
+                woken(&fanned);
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     if let IngestOutcome::Accepted(n) = outcome {
                         metrics.events_ingested.fetch_add(n as u64, Ordering::Relaxed);
@@ -124,10 +149,15 @@ async fn write_loop(
                 tracing::warn!(error = %err, requests = requests.len(), "group commit failed; retrying requests one by one");
                 for (request, reply) in requests.into_iter().zip(replies) {
                     let result = store
-                        .ingest(std::slice::from_ref(&request), &policy, Timestamp::now())
+                        .ingest(
+                            std::slice::from_ref(&request),
+                            &policy,
+                            render_window,
+                            Timestamp::now(),
+                        )
                         .await;
-                    if matches!(result, Ok((_, true))) {
-                        wake_aggregator.notify_one();
+                    if let Ok((_, fanned)) = &result {
+                        woken(fanned);
                     }
                     let _ = reply.send(result.map(|(mut o, _)| o.remove(0)).map_err(|e| e.to_string()));
                 }

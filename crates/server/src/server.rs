@@ -1,5 +1,6 @@
 //! Starting and stopping the whole server.
 
+use crate::pipeline::Pipeline;
 use crate::{auth, http, AppState, Config};
 use ledgerhook_delivery::aggregator::Aggregator;
 use ledgerhook_delivery::janitor::Janitor;
@@ -21,6 +22,9 @@ pub enum StartError {
     /// The outbound client could not be built (`ca-file`).
     #[error("setting ca-file: {0}")]
     Client(#[from] ledgerhook_delivery::outbound::ClientError),
+    /// The pipeline runtime's thread could not be started.
+    #[error("cannot start the pipeline thread: {0}")]
+    Pipeline(std::io::Error),
     /// The `listen` address could not be bound.
     #[error("cannot listen on {addr} (setting listen): {source}")]
     Bind {
@@ -76,7 +80,8 @@ impl Server {
         let mut options = config.client_options()?;
         options.lookup = lookup.clone();
         let client = OutboundClient::new(options)?;
-        let state = AppState::new(store, config, client, lookup);
+        let pipeline = Pipeline::start().map_err(StartError::Pipeline)?;
+        let state = AppState::new(store, config, client, lookup, Arc::new(pipeline));
         Ok(RunningServer {
             local_addr,
             new_operator_token,
@@ -103,8 +108,9 @@ impl RunningServer {
             self.state.wake_dispatcher.clone(),
             stopping.clone(),
         );
-        let aggregator = tokio::spawn(aggregator.run(stopping.clone()));
-        let dispatcher = tokio::spawn(self.state.dispatcher.clone().run(stopping.clone()));
+        let pipeline = self.state.pipeline.handle();
+        let aggregator = pipeline.spawn(aggregator.run(stopping.clone()));
+        let dispatcher = pipeline.spawn(self.state.dispatcher.clone().run(stopping.clone()));
         let config = &self.state.config;
         let janitor = Janitor {
             store: self.state.store.clone(),

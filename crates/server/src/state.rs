@@ -1,7 +1,8 @@
 //! The state every request handler and background task shares.
 
 use crate::auth::OperatorToken;
-use crate::ingest::Ingestor;
+use crate::ingest::{Ingestor, Wake};
+use crate::pipeline::Pipeline;
 use crate::Config;
 use ledgerhook_delivery::dispatcher::{Dispatcher, DispatcherOptions};
 use ledgerhook_delivery::metrics::Metrics;
@@ -35,12 +36,21 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The operator token's hash, cached.
     pub operator_token: Arc<OperatorToken>,
+    /// The runtime of the tasks that hold the write path.
+    pub pipeline: Arc<Pipeline>,
 }
 
 impl AppState {
-    /// The state for `store`, `config` and the outbound `client`; starts the ingestion writers (so it must be
-    /// called inside a Tokio runtime).
-    pub fn new(store: Store, config: Config, client: OutboundClient, lookup: Arc<dyn Lookup>) -> AppState {
+    /// The state for `store`, `config` and the outbound `client`; starts the ingestion
+    /// writers on `pipeline` (it must be called inside the request runtime, where
+    /// attempts will run).
+    pub fn new(
+        store: Store,
+        config: Config,
+        client: OutboundClient,
+        lookup: Arc<dyn Lookup>,
+        pipeline: Arc<Pipeline>,
+    ) -> AppState {
         let secrets = SecretBox::new(config.secret_key.as_deref());
         let wake_dispatcher = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::default());
@@ -55,13 +65,18 @@ impl AppState {
             delivery_timeout: config.delivery_timeout,
             wake: wake_dispatcher.clone(),
             metrics: metrics.clone(),
+            pipeline: pipeline.handle().clone(),
         });
         let wake_aggregator = Arc::new(Notify::new());
         let ingestor = Ingestor::start(
             store.clone(),
             config.window_policy(),
-            wake_aggregator.clone(),
+            Wake {
+                aggregator: wake_aggregator.clone(),
+                dispatcher: wake_dispatcher.clone(),
+            },
             metrics.clone(),
+            pipeline.handle(),
         );
         AppState {
             store,
@@ -74,6 +89,7 @@ impl AppState {
             lookup,
             metrics,
             operator_token: Arc::new(OperatorToken::default()),
+            pipeline,
         }
     }
 }

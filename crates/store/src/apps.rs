@@ -116,7 +116,6 @@ impl Store {
         for sql in [
             "DELETE FROM app_secrets WHERE app_id = $1",
             "DELETE FROM window_events WHERE config_id IN (SELECT id FROM webhook_configs WHERE app_id = $1)",
-            "DELETE FROM config_subscriptions WHERE config_id IN (SELECT id FROM webhook_configs WHERE app_id = $1)",
             "DELETE FROM windows WHERE config_id IN (SELECT id FROM webhook_configs WHERE app_id = $1)",
             "DELETE FROM webhook_configs WHERE app_id = $1",
             "DELETE FROM connections WHERE app_id = $1",

@@ -3,7 +3,7 @@
 use crate::model::{decode_error, environment, ConfigInput, WebhookConfig};
 use crate::signals::{announce, Signal};
 use crate::{Store, StoreError};
-use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Timestamp, ENTITIES};
+use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -63,38 +63,6 @@ pub(crate) async fn config_by_id(
     row.map(config).transpose()
 }
 
-/// Replaces the (entity, operation) rows of a configuration's subscription.
-async fn write_subscriptions(
-    tx: &mut Transaction<'static, Any>,
-    config: &WebhookConfig,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM config_subscriptions WHERE config_id = $1")
-        .bind(config.id)
-        .execute(&mut **tx)
-        .await?;
-    let pairs: Vec<(&str, &str)> = ENTITIES
-        .iter()
-        .flat_map(|e| e.operations().map(move |op| (e.name, op)))
-        .filter(|(name, op)| config.entities.wants(name, *op))
-        .map(|(name, op)| (name, op.as_str()))
-        .collect();
-    for chunk in pairs.chunks(100) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
-            .collect();
-        let sql = format!(
-            "INSERT INTO config_subscriptions (config_id, entity, operation) VALUES {}",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(config.id);
-        for (entity, op) in chunk {
-            query = query.bind(*entity).bind(*op);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
 /// Makes a configuration's held notifications deliverable again, oldest first (the
 /// queue orders by due time, then sequence).
 async fn release_held(
@@ -142,7 +110,6 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let stored = config_in(&mut tx, app_id, env).await?;
-        write_subscriptions(&mut tx, &stored).await?;
         release_held(&mut tx, stored.id, now).await?;
         announce(&mut tx, self.backend(), Signal::Notifications).await?;
         tx.commit().await?;
@@ -185,7 +152,6 @@ impl Store {
         let Some(id) = id else { return Ok(false) };
         for sql in [
             "DELETE FROM webhook_configs WHERE id = $1",
-            "DELETE FROM config_subscriptions WHERE config_id = $1",
             "DELETE FROM windows WHERE config_id = $1",
             "DELETE FROM window_events WHERE config_id = $1",
             "UPDATE notifications SET status = 'dropped', next_attempt_at = NULL \

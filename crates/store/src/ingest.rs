@@ -5,7 +5,10 @@
 //! entity's state (body, deleted flag, `SyncToken` + 1) only if its `lastUpdated` is not
 //! older than the state's. Every change is recorded as a change event either way.
 
-use crate::windows::{fan_out_and_announce, WindowPolicy};
+use crate::fanout::{fan_out, FanOut, StoredEvent};
+use crate::sql::{Params, ROWS_PER_STATEMENT};
+use crate::windows::event_row;
+use crate::windows::{Render, WindowPolicy};
 use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{Operation, Timestamp};
 use sqlx::{Any, Row, Transaction};
@@ -80,9 +83,6 @@ pub enum IngestOutcome {
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
-/// Rows per multi-row `INSERT`, well under both backends' parameter limits.
-const ROWS_PER_STATEMENT: usize = 200;
-
 /// A change to the latest state of one entity.
 struct StateChange<'a> {
     realm_id: &'a str,
@@ -97,14 +97,16 @@ impl Store {
     /// Stores every request of a group in one transaction and answers an outcome per
     /// request, in order. A database error fails the whole group (nothing is stored).
     ///
-    /// Accepted events are fanned out to aggregation windows in the same transaction;
-    /// the answer says whether any window was touched (so the aggregator can be woken).
+    /// Accepted events are fanned out in the same transaction — into notifications at once
+    /// (0s windows, made with `render`) or into aggregation windows; the answer says what
+    /// was made, so that the aggregator and dispatcher can be woken.
     pub async fn ingest(
         &self,
         requests: &[IngestRequest],
         policy: &WindowPolicy,
+        render: Render,
         now: Timestamp,
-    ) -> Result<(Vec<IngestOutcome>, bool), StoreError> {
+    ) -> Result<(Vec<IngestOutcome>, FanOut), StoreError> {
         let mut tx = self.writer().begin().await?;
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut accepted: Vec<&IngestRequest> = Vec::new();
@@ -126,16 +128,11 @@ impl Store {
             }
             outcomes.push(outcome);
         }
-        let seqs = insert_events(self.backend(), &mut tx, &accepted, now).await?;
+        let stored = insert_events(self.backend(), &mut tx, &accepted, now).await?;
         apply_states(self.backend(), &mut tx, &accepted).await?;
-        let windows_touched = match seqs {
-            Some((first, last)) => {
-                fan_out_and_announce(&mut tx, self.backend(), first, last, policy, now).await?
-            }
-            None => false,
-        };
+        let fanned = fan_out(&mut tx, self.backend(), &stored, policy, render, now).await?;
         tx.commit().await?;
-        Ok((outcomes, windows_touched))
+        Ok((outcomes, fanned))
     }
 }
 
@@ -203,34 +200,15 @@ async fn claim_idempotency_key(
     Ok(IngestOutcome::Accepted(request.events.len()))
 }
 
-/// Parameter `n` (1-based) in the backend's positional form. SQLite gets anonymous `?`:
-/// it resolves a numbered name with a linear search per parameter, which makes binding a
-/// statement of a thousand `$N` parameters quadratic.
-fn param(backend: Backend, n: usize) -> String {
-    match backend {
-        Backend::Sqlite => "?".to_owned(),
-        Backend::Postgres => format!("${n}"),
-    }
-}
-
-/// `($1, $2, …), (…)` for `rows` rows of `columns` parameters.
-fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let params: Vec<String> = (1..=columns).map(|c| param(backend, r * columns + c)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
+/// Inserts the accepted requests' events; answers them as stored (with their sequence
+/// numbers and request batches), read back from the rows themselves.
 async fn insert_events(
     backend: Backend,
     tx: &mut Transaction<'static, Any>,
     requests: &[&IngestRequest],
     now: Timestamp,
-) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let mut range: Option<(i64, i64)> = None;
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let mut stored = Vec::new();
     // A random id per request groups its events (a 0s window sends each request alone).
     let rows: Vec<(&str, &NewEvent, i64)> = requests
         .iter()
@@ -242,8 +220,8 @@ async fn insert_events(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO change_events (realm_id, entity, entity_id, operation, last_updated, deleted_id, accepted_at, batch_id) \
-             VALUES {} RETURNING seq",
-            placeholders(backend, chunk.len(), 8)
+             VALUES {} RETURNING seq, realm_id, batch_id, entity, entity_id, operation, last_updated, deleted_id",
+            Params::new(backend).rows(chunk.len(), 8)
         );
         let mut query = sqlx::query(&sql);
         for (realm_id, event, batch) in chunk {
@@ -258,14 +236,17 @@ async fn insert_events(
                 .bind(*batch);
         }
         for row in query.fetch_all(&mut **tx).await? {
-            let seq: i64 = row.try_get("seq")?;
-            range = Some(match range {
-                None => (seq, seq),
-                Some((first, last)) => (first.min(seq), last.max(seq)),
+            let (seq, event) = event_row(&row)?;
+            stored.push(StoredEvent {
+                seq,
+                realm_id: row.try_get("realm_id")?,
+                batch_id: row.try_get("batch_id")?,
+                event,
             });
         }
     }
-    Ok(range)
+    stored.sort_by_key(|e| e.seq);
+    Ok(stored)
 }
 
 /// The state changes of the accepted requests, in arrival order. A merge changes two
@@ -360,19 +341,11 @@ async fn upsert_states(
 
 /// Value tuples of seven parameters with `sync_token` 0 placed before `created_at`.
 fn placeholders_with_constants(backend: Backend, rows: usize) -> String {
+    let mut params = Params::new(backend);
     (0..rows)
-        .map(|r| {
-            let p = |c: usize| param(backend, r * 7 + c);
-            format!(
-                "({}, {}, {}, {}, {}, {}, 0, {})",
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6),
-                p(7)
-            )
+        .map(|_| {
+            let p: Vec<String> = (0..7).map(|_| params.next()).collect();
+            format!("({}, 0, {})", p[..6].join(", "), p[6])
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -384,8 +357,6 @@ mod tests {
 
     #[test]
     fn placeholders_number_every_parameter() {
-        assert_eq!(placeholders(Backend::Postgres, 2, 2), "($1, $2), ($3, $4)");
-        assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
         assert_eq!(
             placeholders_with_constants(Backend::Postgres, 1),
             "($1, $2, $3, $4, $5, $6, 0, $7)"

@@ -12,9 +12,11 @@
 
 mod apps;
 pub mod cdc;
+pub mod closing;
 pub(crate) mod configs;
 mod connections;
 mod error;
+pub mod fanout;
 pub mod ingest;
 mod meta;
 mod migrate;
@@ -24,6 +26,7 @@ mod open;
 pub mod queue;
 mod realms;
 pub mod signals;
+mod sql;
 pub mod windows;
 
 pub use error::StoreError;

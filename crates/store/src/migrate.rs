@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_stream_leases.sql")),
     (4, include_str!("migrations/0004_window_batches.sql")),
     (5, include_str!("migrations/0005_queue_index.sql")),
+    (6, include_str!("migrations/0006_lean_queue.sql")),
 ];
 
 /// Arbitrary but fixed key of the PostgreSQL advisory lock taken while migrating.

@@ -1,7 +1,8 @@
 //! Notifications (fixed bytes) and their attempts.
 
 use crate::model::{decode_error, environment, WebhookConfig};
-use crate::{Store, StoreError};
+use crate::sql::{Params, ROWS_PER_STATEMENT};
+use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{Environment, PayloadFormat, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -137,38 +138,61 @@ pub(crate) fn notification(row: &AnyRow) -> Result<Notification, sqlx::Error> {
     })
 }
 
-/// Inserts a notification of `config` for `realm_id`: `pending` and due now, or `held`.
-pub(crate) async fn insert_notification(
+/// A notification to insert: what the renderer made, for whom.
+pub(crate) struct Made<'a> {
+    /// Its configuration.
+    pub config: &'a WebhookConfig,
+    /// Its realm.
+    pub realm_id: &'a str,
+    /// Id, bytes and event count.
+    pub new: NewNotification,
+    /// Made while the configuration is blacklisted: `held` instead of `pending`.
+    pub held: bool,
+}
+
+/// Inserts notifications, 200 per statement: each `pending` and due now, or `held`.
+pub(crate) async fn insert_notifications(
     tx: &mut Transaction<'static, Any>,
-    config: &WebhookConfig,
-    realm_id: &str,
-    new: &NewNotification,
-    held: bool,
+    backend: Backend,
+    made: &[Made<'_>],
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    let (status, due) = if held {
-        (NotificationStatus::Held, None)
-    } else {
-        (NotificationStatus::Pending, Some(now.millis()))
-    };
-    sqlx::query(
-        "INSERT INTO notifications (id, config_id, app_id, environment, realm_id, format, status, test, payload, \
-           event_count, created_at, next_attempt_at, attempt_count) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, 0)",
-    )
-    .bind(&new.id)
-    .bind(config.id)
-    .bind(&config.app_id)
-    .bind(config.environment.as_str())
-    .bind(realm_id)
-    .bind(config.format.as_str())
-    .bind(status.as_str())
-    .bind(new.payload.clone())
-    .bind(new.event_count as i64)
-    .bind(now.millis())
-    .bind(due)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in made.chunks(ROWS_PER_STATEMENT) {
+        let mut params = Params::new(backend);
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|_| {
+                let p: Vec<String> = (0..11).map(|_| params.next()).collect();
+                format!("({}, 0, {}, 0)", p[..7].join(", "), p[7..].join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO notifications (id, config_id, app_id, environment, realm_id, format, status, test, payload, \
+               event_count, created_at, next_attempt_at, attempt_count) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for m in chunk {
+            let (status, due) = if m.held {
+                (NotificationStatus::Held, None)
+            } else {
+                (NotificationStatus::Pending, Some(now.millis()))
+            };
+            query = query
+                .bind(m.new.id.as_str())
+                .bind(m.config.id)
+                .bind(m.config.app_id.as_str())
+                .bind(m.config.environment.as_str())
+                .bind(m.realm_id)
+                .bind(m.config.format.as_str())
+                .bind(status.as_str())
+                .bind(m.new.payload.clone())
+                .bind(m.new.event_count as i64)
+                .bind(now.millis())
+                .bind(due);
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

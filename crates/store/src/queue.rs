@@ -4,9 +4,11 @@
 
 use crate::notifications::{notification, Notification, NotificationStatus, COLUMNS};
 use crate::signals::{announce, Signal};
+use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{ConfigState, Ordering, Timestamp};
 use sqlx::Row;
+use std::collections::{HashMap, HashSet};
 
 /// A notification that may be attempted now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,8 +77,14 @@ impl Store {
         default_ordering: Ordering,
         limit: u32,
     ) -> Result<Vec<Candidate>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT n.seq, n.config_id, n.realm_id, wc.url FROM notifications n \
+        // SQLite, without statistics, prefers the status index and sorts every queued
+        // row; the partial queue index hands them over in due order.
+        let hint = match self.backend() {
+            Backend::Sqlite => " INDEXED BY notifications_due",
+            Backend::Postgres => "",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT n.seq, n.config_id, n.realm_id, wc.url FROM notifications n{hint} \
              JOIN webhook_configs wc ON wc.id = n.config_id AND wc.state = 'active' \
              WHERE n.status IN ('pending', 'retrying') AND n.test = 0 AND n.next_attempt_at <= $1 \
              AND NOT EXISTS (SELECT 1 FROM stream_leases l WHERE l.config_id = n.config_id AND l.realm_id = n.realm_id \
@@ -84,14 +92,14 @@ impl Store {
              AND (COALESCE(wc.ordering, $2) = 'best-effort' OR NOT EXISTS ( \
                   SELECT 1 FROM notifications o WHERE o.config_id = n.config_id AND o.realm_id = n.realm_id \
                   AND o.seq < n.seq AND o.status IN ('pending', 'retrying', 'held'))) \
-             ORDER BY n.next_attempt_at, n.seq LIMIT $3",
-        )
+             ORDER BY n.next_attempt_at, n.seq LIMIT $3"
+        ))
         .bind(now.millis())
         .bind(default_ordering.as_str())
         .bind(i64::from(limit))
         .fetch_all(self.reader())
         .await?;
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let mut out = Vec::new();
         for row in rows {
             let candidate = Candidate {
@@ -108,8 +116,9 @@ impl Store {
     }
 
     /// Takes the stream's lease and the notification of each candidate for `owner` until
-    /// `until`, in one transaction; answers, per candidate, the notification when both
-    /// were free (`None`: another node was faster).
+    /// `until`, in one transaction of two or three statements; answers, per candidate,
+    /// the notification when both were free (`None`: another node was faster, or the
+    /// notification is no longer due).
     pub async fn claim(
         &self,
         candidates: &[Candidate],
@@ -117,13 +126,44 @@ impl Store {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<Option<DeliveryState>>, StoreError> {
+        let backend = self.backend();
         let mut tx = self.writer().begin().await?;
-        let mut claimed = Vec::with_capacity(candidates.len());
-        for candidate in candidates {
-            claimed.push(claim_one(&mut tx, candidate, owner, now, until).await?);
+        let mut streams = HashSet::new();
+        let unique: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| streams.insert((c.config_id, c.realm_id.as_str())))
+            .collect();
+        let mut leased = HashSet::new();
+        for chunk in unique.chunks(ROWS_PER_STATEMENT) {
+            leased.extend(take_leases(&mut tx, backend, chunk, owner, now, until).await?);
+        }
+        let wanted: Vec<i64> = unique
+            .iter()
+            .filter(|c| leased.contains(&(c.config_id, c.realm_id.clone())))
+            .map(|c| c.seq)
+            .collect();
+        let mut states = HashMap::new();
+        for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
+            for state in take_notifications(&mut tx, backend, chunk, now).await? {
+                states.insert(state.notification.seq, state);
+            }
+        }
+        let idle: Vec<&Candidate> = unique
+            .iter()
+            .copied()
+            .filter(|c| leased.contains(&(c.config_id, c.realm_id.clone())) && !states.contains_key(&c.seq))
+            .collect();
+        for chunk in idle.chunks(ROWS_PER_STATEMENT) {
+            release_streams(
+                &mut tx,
+                backend,
+                owner,
+                chunk.iter().map(|c| (c.config_id, c.realm_id.as_str())),
+            )
+            .await?;
         }
         tx.commit().await?;
-        Ok(claimed)
+        Ok(candidates.iter().map(|c| states.remove(&c.seq)).collect())
     }
 
     /// The notification with its first attempt time, for an attempt.
@@ -142,13 +182,42 @@ impl Store {
     }
 
     /// Records attempts and their consequences in one transaction, releasing the stream
-    /// leases they held.
+    /// leases they held. Attempts and notification updates are written a round at a
+    /// time, each notification at most once per round.
     pub async fn record_attempts(&self, results: &[AttemptResult], now: Timestamp) -> Result<(), StoreError> {
+        let backend = self.backend();
         let mut tx = self.writer().begin().await?;
-        let mut freed = false;
+        for round in rounds_by_notification(results) {
+            for chunk in round.chunks(ROWS_PER_STATEMENT) {
+                insert_attempts(&mut tx, backend, chunk).await?;
+                update_notifications(&mut tx, backend, chunk).await?;
+            }
+        }
         for result in results {
-            record_one(&mut tx, result, now).await?;
-            freed |= result.owner.is_some();
+            record_failure(&mut tx, result, now).await?;
+        }
+        let mut freed = false;
+        let leases: Vec<(&str, i64, &str)> = results
+            .iter()
+            .filter_map(|r| Some((r.owner.as_deref()?, r.config_id?, r.realm_id.as_str())))
+            .collect();
+        for chunk in leases.chunks(ROWS_PER_STATEMENT) {
+            let mut params = Params::new(backend);
+            let which = params.any_of(chunk.len(), |p| {
+                format!(
+                    "owner = {} AND config_id = {} AND realm_id = {}",
+                    p.next(),
+                    p.next(),
+                    p.next()
+                )
+            });
+            let sql = format!("DELETE FROM stream_leases WHERE {which}");
+            let mut query = sqlx::query(&sql);
+            for (owner, config_id, realm_id) in chunk {
+                query = query.bind(*owner).bind(*config_id).bind(*realm_id);
+            }
+            query.execute(&mut *tx).await?;
+            freed = true;
         }
         if freed {
             // Streams are free again: other nodes may have their next notifications.
@@ -160,16 +229,10 @@ impl Store {
 
     /// Releases every lease `owner` holds (a stopping node's unfinished attempts).
     pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
-        let mut tx = self.writer().begin().await?;
-        sqlx::query("UPDATE notifications SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query("DELETE FROM stream_leases WHERE owner = $1")
             .bind(owner)
-            .execute(&mut *tx)
+            .execute(self.writer())
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -180,11 +243,6 @@ impl Store {
         if self.backend() != Backend::Sqlite {
             return Ok(());
         }
-        sqlx::query(
-            "UPDATE notifications SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
-        )
-        .execute(self.writer())
-        .await?;
         sqlx::query("DELETE FROM stream_leases")
             .execute(self.writer())
             .await?;
@@ -324,93 +382,189 @@ pub struct AttemptResult {
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-async fn claim_one(
+/// Takes the leases of `candidates`' streams that are free or expired; answers the
+/// streams taken.
+async fn take_leases(
     tx: &mut Tx,
-    candidate: &Candidate,
+    backend: Backend,
+    candidates: &[&Candidate],
     owner: &str,
     now: Timestamp,
     until: Timestamp,
-) -> Result<Option<DeliveryState>, sqlx::Error> {
-    let leased = sqlx::query(
-        "INSERT INTO stream_leases (config_id, realm_id, owner, lease_until) VALUES ($1, $2, $3, $4) \
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let mut params = Params::new(backend);
+    let sql = format!(
+        "INSERT INTO stream_leases (config_id, realm_id, owner, lease_until) VALUES {} \
          ON CONFLICT (config_id, realm_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
-         WHERE stream_leases.lease_until <= $5",
-    )
-    .bind(candidate.config_id)
-    .bind(&candidate.realm_id)
-    .bind(owner)
-    .bind(until.millis())
-    .bind(now.millis())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if leased == 0 {
-        return Ok(None);
-    }
-    let claimed = sqlx::query(&format!(
-        "UPDATE notifications SET lease_owner = $1, lease_until = $2 \
-         WHERE seq = $3 AND status IN ('pending', 'retrying') AND next_attempt_at <= $4 \
-         RETURNING {COLUMNS}, first_attempt_at"
-    ))
-    .bind(owner)
-    .bind(until.millis())
-    .bind(candidate.seq)
-    .bind(now.millis())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = claimed else {
-        sqlx::query("DELETE FROM stream_leases WHERE config_id = $1 AND realm_id = $2 AND owner = $3")
-            .bind(candidate.config_id)
-            .bind(&candidate.realm_id)
+         WHERE stream_leases.lease_until <= {} RETURNING config_id, realm_id",
+        params.rows(candidates.len(), 4),
+        params.next()
+    );
+    let mut query = sqlx::query(&sql);
+    for c in candidates {
+        query = query
+            .bind(c.config_id)
+            .bind(c.realm_id.as_str())
             .bind(owner)
-            .execute(&mut **tx)
-            .await?;
-        return Ok(None);
-    };
-    Ok(Some(DeliveryState {
-        notification: notification(&row)?,
-        first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.map(Timestamp),
-    }))
+            .bind(until.millis());
+    }
+    let rows = query.bind(now.millis()).fetch_all(&mut **tx).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("config_id")?, row.try_get("realm_id")?)))
+        .collect()
 }
 
-async fn record_one(tx: &mut Tx, result: &AttemptResult, now: Timestamp) -> Result<(), sqlx::Error> {
-    let attempt = &result.attempt;
-    sqlx::query(
+/// The notifications `seqs` that are still due (their streams' leases are held).
+async fn take_notifications(
+    tx: &mut Tx,
+    backend: Backend,
+    seqs: &[i64],
+    now: Timestamp,
+) -> Result<Vec<DeliveryState>, sqlx::Error> {
+    let mut params = Params::new(backend);
+    let list: Vec<String> = seqs.iter().map(|_| params.next()).collect();
+    let sql = format!(
+        "SELECT {COLUMNS}, first_attempt_at FROM notifications \
+         WHERE seq IN ({}) AND status IN ('pending', 'retrying') AND next_attempt_at <= {}",
+        list.join(", "),
+        params.next()
+    );
+    let mut query = sqlx::query(&sql);
+    for seq in seqs {
+        query = query.bind(*seq);
+    }
+    let rows = query.bind(now.millis()).fetch_all(&mut **tx).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DeliveryState {
+                notification: notification(row)?,
+                first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.map(Timestamp),
+            })
+        })
+        .collect()
+}
+
+/// Releases `owner`'s leases of `streams`.
+async fn release_streams<'a>(
+    tx: &mut Tx,
+    backend: Backend,
+    owner: &str,
+    streams: impl ExactSizeIterator<Item = (i64, &'a str)>,
+) -> Result<(), sqlx::Error> {
+    let mut params = Params::new(backend);
+    let owner_param = params.next();
+    let which = params.any_of(streams.len(), |p| {
+        format!("config_id = {} AND realm_id = {}", p.next(), p.next())
+    });
+    let sql = format!("DELETE FROM stream_leases WHERE owner = {owner_param} AND {which}");
+    let mut query = sqlx::query(&sql).bind(owner);
+    for (config_id, realm_id) in streams {
+        query = query.bind(config_id).bind(realm_id);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Splits results so that no notification appears twice in a round (a manual
+/// redelivery can finish together with a queued attempt of the same notification):
+/// round `r` holds the `r`-th result of every notification.
+fn rounds_by_notification(results: &[AttemptResult]) -> Vec<Vec<&AttemptResult>> {
+    let mut rounds: Vec<Vec<&AttemptResult>> = Vec::new();
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    for result in results {
+        let occurrence = seen.entry(result.seq).or_insert(0);
+        if rounds.len() <= *occurrence {
+            rounds.push(Vec::new());
+        }
+        rounds[*occurrence].push(result);
+        *occurrence += 1;
+    }
+    rounds
+}
+
+/// Inserts one attempt row per result, numbered after the notification's last.
+async fn insert_attempts(
+    tx: &mut Tx,
+    backend: Backend,
+    results: &[&AttemptResult],
+) -> Result<(), sqlx::Error> {
+    let mut params = Params::new(backend);
+    let rows: Vec<String> = results
+        .iter()
+        .map(|_| {
+            let seq = params.next();
+            let number = format!(
+                "(SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE notification_seq = {})",
+                params.next()
+            );
+            let rest: Vec<String> = (0..6).map(|_| params.next()).collect();
+            format!("({seq}, {number}, {})", rest.join(", "))
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO attempts (notification_seq, number, started_at, duration_ms, outcome, status_code, error, response_body) \
-         VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE notification_seq = $1), $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(result.seq)
-    .bind(attempt.started_at.millis())
-    .bind(attempt.duration_ms)
-    .bind(&attempt.outcome)
-    .bind(attempt.status_code)
-    .bind(attempt.error.as_deref())
-    .bind(attempt.response_body.as_deref())
-    .execute(&mut **tx)
-    .await?;
-    let (status, next): (Option<NotificationStatus>, Option<i64>) = match &result.decision {
-        Decision::Delivered => (Some(NotificationStatus::Delivered), None),
-        Decision::Retry(at) => (Some(NotificationStatus::Retrying), Some(at.millis())),
-        Decision::DropAndBlacklist | Decision::Drop => (Some(NotificationStatus::Dropped), None),
-        Decision::Unchanged => (None, None),
-    };
-    // Unchanged keeps status and due time: the CASE leaves them as they are.
-    sqlx::query(
-        "UPDATE notifications SET status = CASE WHEN $1 = '' THEN status ELSE $1 END, \
-         next_attempt_at = CASE WHEN $1 = '' THEN next_attempt_at ELSE $2 END, attempt_count = attempt_count + 1, \
-         first_attempt_at = COALESCE(first_attempt_at, $3), lease_owner = NULL, lease_until = NULL WHERE seq = $4",
-    )
-    .bind(status.map(|s| s.as_str()).unwrap_or(""))
-    .bind(next)
-    .bind(attempt.started_at.millis())
-    .bind(result.seq)
-    .execute(&mut **tx)
-    .await?;
+         VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for result in results {
+        let attempt = &result.attempt;
+        query = query
+            .bind(result.seq)
+            .bind(result.seq)
+            .bind(attempt.started_at.millis())
+            .bind(attempt.duration_ms)
+            .bind(attempt.outcome.as_str())
+            .bind(attempt.status_code)
+            .bind(attempt.error.as_deref())
+            .bind(attempt.response_body.as_deref());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Applies each result's decision to its notification and releases the notification's
+/// lease. `Unchanged` (a failed manual redelivery) keeps status and due time.
+async fn update_notifications(
+    tx: &mut Tx,
+    backend: Backend,
+    results: &[&AttemptResult],
+) -> Result<(), sqlx::Error> {
+    let mut params = Params::new(backend);
+    let sql = format!(
+        "UPDATE notifications SET status = CASE WHEN v.column2 = '' THEN notifications.status ELSE v.column2 END, \
+         next_attempt_at = CASE WHEN v.column2 = '' THEN notifications.next_attempt_at ELSE v.column3 END, \
+         attempt_count = notifications.attempt_count + 1, \
+         first_attempt_at = COALESCE(notifications.first_attempt_at, v.column4) \
+         FROM (VALUES {}) AS v WHERE notifications.seq = v.column1",
+        params.rows(results.len(), 4)
+    );
+    let mut query = sqlx::query(&sql);
+    for result in results {
+        let (status, next): (Option<NotificationStatus>, Option<i64>) = match &result.decision {
+            Decision::Delivered => (Some(NotificationStatus::Delivered), None),
+            Decision::Retry(at) => (Some(NotificationStatus::Retrying), Some(at.millis())),
+            Decision::DropAndBlacklist | Decision::Drop => (Some(NotificationStatus::Dropped), None),
+            Decision::Unchanged => (None, None),
+        };
+        query = query
+            .bind(result.seq)
+            .bind(status.map(|s| s.as_str()).unwrap_or(""))
+            .bind(next)
+            .bind(result.attempt.started_at.millis());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// A failed attempt's effect on its configuration: its last error, and a blacklisting
+/// after the last retry.
+async fn record_failure(tx: &mut Tx, result: &AttemptResult, now: Timestamp) -> Result<(), sqlx::Error> {
     let Some(config_id) = result.config_id else {
         return Ok(());
     };
-    let realm_id = &result.realm_id;
-    if let Some(error) = attempt
+    if let Some(error) = result
+        .attempt
         .error
         .as_deref()
         .filter(|_| result.decision != Decision::Delivered)
@@ -423,14 +577,6 @@ async fn record_one(tx: &mut Tx, result: &AttemptResult, now: Timestamp) -> Resu
     }
     if result.decision == Decision::DropAndBlacklist {
         blacklist(tx, config_id, now).await?;
-    }
-    if let Some(owner) = result.owner.as_deref() {
-        sqlx::query("DELETE FROM stream_leases WHERE owner = $1 AND config_id = $2 AND realm_id = $3")
-            .bind(owner)
-            .bind(config_id)
-            .bind(realm_id)
-            .execute(&mut **tx)
-            .await?;
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ on_both_backends!(
     events_are_ordered_by_last_updated_without_duplicates,
     cloudevents_bodies_have_the_documented_shape,
     a_zero_window_makes_one_notification_per_commit,
+    a_zero_window_splits_a_request_at_batch_max_events,
     blacklisted_configurations_hold_and_inactive_ones_gather_nothing,
 );
 
@@ -387,6 +388,54 @@ async fn a_zero_window_makes_one_notification_per_commit(kind: Kind) {
     let made_later = server.stored_notifications(&company.app_id).await;
     assert_eq!(made_later.len(), 11, "{made:?}");
     assert!(made_later.iter().all(|n| n.event_count <= 2));
+}
+
+async fn a_zero_window_splits_a_request_at_batch_max_events(kind: Kind) {
+    let Some(server) = TestServer::start_with(kind, |c| {
+        c.allow_http = true;
+        c.allow_private_networks = true;
+        c.sandbox_batch_window = Duration::ZERO;
+        c.batch_max_events = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let company = server.company("sandbox").await;
+    let other_app = server.company("sandbox").await;
+    server.connect(&other_app.app_id, &company.realm_id).await;
+    for app in [&company.app_id, &other_app.app_id] {
+        server
+            .configure(
+                app,
+                "sandbox",
+                json!({"url": HOOK, "entities": {"Customer": "*"}}),
+            )
+            .await;
+    }
+    let mut events: Vec<Value> = (0..7)
+        .map(|i| change("Customer", &i.to_string(), "Update", 10 - i))
+        .collect();
+    events.push(change("Invoice", "not-subscribed", "Create", 1));
+    assert_eq!(
+        server.ingest(&company.realm_id, &Value::Array(events)).await.0,
+        202
+    );
+    for app in [&company.app_id, &other_app.app_id] {
+        // Made in the ingestion commit itself: no window to wait for.
+        let made = server.stored_notifications(app).await;
+        let mut ids: Vec<(i64, Vec<String>)> = made
+            .iter()
+            .map(|n| (n.seq, legacy_events(n).into_iter().map(|e| e.1).collect()))
+            .collect();
+        ids.sort();
+        let ids: Vec<Vec<String>> = ids.into_iter().map(|(_, ids)| ids).collect();
+        assert_eq!(
+            ids,
+            [vec!["0", "1", "2"], vec!["3", "4", "5"], vec!["6"]],
+            "app {app}"
+        );
+    }
 }
 
 /// Runs futures concurrently on this task and collects their outputs in order.
