@@ -112,6 +112,43 @@ struct Permits {
 
 type RecordJob = (AttemptResult, oneshot::Sender<Result<(), String>>);
 
+/// What a queued attempt adds to its result.
+struct Claim<'a> {
+    /// The lease owner (this process).
+    owner: &'a str,
+    /// The stream is delivered strictly in order.
+    strict: bool,
+    /// The notification had failed attempts before.
+    retried: bool,
+}
+
+/// The stored result of `attempt`; `claim` is `None` for a manual send.
+fn attempt_result(
+    notification: &Notification,
+    attempt: &Attempt,
+    decision: &Decision,
+    claim: Option<Claim<'_>>,
+) -> AttemptResult {
+    AttemptResult {
+        seq: notification.seq,
+        config_id: notification.config_id,
+        realm_id: notification.realm_id.clone(),
+        attempt: AttemptRecord {
+            number: 0,
+            started_at: attempt.started_at,
+            duration_ms: attempt.duration_ms,
+            outcome: attempt.outcome.as_str().to_owned(),
+            status_code: attempt.status_code.map(i64::from),
+            error: attempt.error.clone(),
+            response_body: attempt.response_body.clone(),
+        },
+        decision: decision.clone(),
+        owner: claim.as_ref().map(|c| c.owner.to_owned()),
+        strict: claim.as_ref().is_some_and(|c| c.strict),
+        retried: claim.as_ref().is_some_and(|c| c.retried),
+    }
+}
+
 /// Commits attempt results in groups: every result waiting at that moment goes into one
 /// transaction.
 async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
@@ -246,30 +283,20 @@ impl Dispatcher {
         Ok(attempt)
     }
 
-    /// Records an attempt with `decision`.
+    /// Records a manual send's attempt (a redelivery or test) with `decision`.
     pub async fn record(
         &self,
         notification: &Notification,
         attempt: &Attempt,
         decision: &Decision,
-        leased: bool,
     ) -> Result<(), StoreError> {
-        let result = AttemptResult {
-            seq: notification.seq,
-            config_id: notification.config_id,
-            realm_id: notification.realm_id.clone(),
-            attempt: AttemptRecord {
-                number: 0,
-                started_at: attempt.started_at,
-                duration_ms: attempt.duration_ms,
-                outcome: attempt.outcome.as_str().to_owned(),
-                status_code: attempt.status_code.map(i64::from),
-                error: attempt.error.clone(),
-                response_body: attempt.response_body.clone(),
-            },
-            decision: decision.clone(),
-            owner: leased.then(|| self.owner.clone()),
-        };
+        self.submit(attempt_result(notification, attempt, decision, None))
+            .await
+    }
+
+    /// Hands a result to the recorder and waits for its commit (records it alone if the
+    /// recorder is gone).
+    async fn submit(&self, result: AttemptResult) -> Result<(), StoreError> {
         let (reply, committed) = oneshot::channel();
         if self.recorder.send((result.clone(), reply)).await.is_err() {
             return self
@@ -323,8 +350,18 @@ impl Dispatcher {
                 .after_failure(failures, first, Timestamp::now(), self.options.time_scale)
         };
         tracing::debug!(node = %self.owner, notification = %state.notification.id, outcome = attempt.outcome.as_str(), ?decision, "attempt");
-        self.record(&state.notification, &attempt, &decision, true)
-            .await?;
+        let claim = Claim {
+            owner: &self.owner,
+            strict: candidate.strict,
+            retried: state.notification.attempt_count > 0,
+        };
+        self.submit(attempt_result(
+            &state.notification,
+            &attempt,
+            &decision,
+            Some(claim),
+        ))
+        .await?;
         Ok(())
     }
 

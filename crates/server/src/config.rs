@@ -141,6 +141,7 @@ impl Config {
             production_ms: self.batch_window.as_millis() as i64,
             max_events: i64::from(self.batch_max_events),
             time_scale: self.time_scale,
+            default_ordering: self.default_ordering(),
         }
     }
 

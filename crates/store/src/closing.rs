@@ -95,6 +95,7 @@ impl Store {
                     realm_id: &key.realm_id,
                     new,
                     held,
+                    strict: policy.strict(config),
                 }));
             }
             consumed.push((key, last_taken));

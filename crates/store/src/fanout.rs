@@ -112,7 +112,7 @@ pub(crate) async fn fan_out(
     }
     if !immediate.is_empty() {
         let groups = group_immediate(&immediate, policy.max_events);
-        let made = render_groups(&groups, &configs, render);
+        let made = render_groups(&groups, &configs, policy, render);
         insert_notifications(tx, backend, &made, now).await?;
         done.notifications_made = made.iter().filter(|m| !m.held).count();
         if done.notifications_made > 0 {
@@ -298,6 +298,7 @@ fn group_immediate(immediate: &[Delivery<'_>], max_events: i64) -> Vec<Group> {
 fn render_groups<'a>(
     groups: &'a [Group],
     configs: &'a HashMap<i64, WebhookConfig>,
+    policy: &WindowPolicy,
     render: Render,
 ) -> Vec<Made<'a>> {
     let mut made = Vec::new();
@@ -315,6 +316,7 @@ fn render_groups<'a>(
             realm_id: &group.realm_id,
             new,
             held,
+            strict: policy.strict(config),
         }));
     }
     made

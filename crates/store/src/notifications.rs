@@ -148,9 +148,12 @@ pub(crate) struct Made<'a> {
     pub new: NewNotification,
     /// Made while the configuration is blacklisted: `held` instead of `pending`.
     pub held: bool,
+    /// Delivered strictly in order: due no earlier than the stream's pending retry.
+    pub strict: bool,
 }
 
-/// Inserts notifications, 200 per statement: each `pending` and due now, or `held`.
+/// Inserts notifications, 200 per statement: each `held`, or `pending` and due now —
+/// under strict ordering no earlier than its stream's pending retry.
 pub(crate) async fn insert_notifications(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -161,9 +164,20 @@ pub(crate) async fn insert_notifications(
         let mut params = Params::new(backend);
         let rows: Vec<String> = chunk
             .iter()
-            .map(|_| {
-                let p: Vec<String> = (0..11).map(|_| params.next()).collect();
-                format!("({}, 0, {}, 0)", p[..7].join(", "), p[7..].join(", "))
+            .map(|m| {
+                let p: Vec<String> = (0..10).map(|_| params.next()).collect();
+                let due = if m.strict && !m.held {
+                    format!(
+                        "COALESCE((SELECT MAX(o.next_attempt_at) FROM notifications o WHERE o.config_id = {} \
+                         AND o.realm_id = {} AND o.status = 'retrying'), {})",
+                        params.next(),
+                        params.next(),
+                        params.next()
+                    )
+                } else {
+                    params.next()
+                };
+                format!("({}, 0, {}, {due}, 0)", p[..7].join(", "), p[7..].join(", "))
             })
             .collect();
         let sql = format!(
@@ -188,8 +202,11 @@ pub(crate) async fn insert_notifications(
                 .bind(status.as_str())
                 .bind(m.new.payload.clone())
                 .bind(m.new.event_count as i64)
-                .bind(now.millis())
-                .bind(due);
+                .bind(now.millis());
+            if m.strict && !m.held {
+                query = query.bind(m.config.id).bind(m.realm_id);
+            }
+            query = query.bind(due);
         }
         query.execute(&mut **tx).await?;
     }

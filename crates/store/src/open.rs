@@ -133,8 +133,8 @@ async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, Store
     let pragmas = format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;"
     );
-    let pool = |max: u32| {
-        let pragmas = pragmas.clone();
+    let pool = |max: u32, extra: &'static str| {
+        let pragmas = format!("{pragmas} {extra}");
         AnyPoolOptions::new()
             .max_connections(max)
             .min_connections(1)
@@ -149,17 +149,45 @@ async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, Store
             .connect(&url)
     };
     // The writer first: it creates the file and switches it to WAL.
-    let write: AnyPool = pool(1).await?;
-    let read: AnyPool = pool(options.max_connections.clamp(1, 8)).await?;
-    Ok(Store {
-        inner: Arc::new(Inner {
-            backend: crate::Backend::Sqlite,
-            write,
-            read,
-            _lock: Some(lock),
-            url: options.url.clone(),
-        }),
-    })
+    // Checkpoints run beside the writer (see `checkpoint_loop`), not inside its commits.
+    let write: AnyPool = pool(1, "PRAGMA wal_autocheckpoint = 0;").await?;
+    let read: AnyPool = pool(options.max_connections.clamp(1, 8), "").await?;
+    let checkpointer: AnyPool = pool(1, "").await?;
+    let inner = Arc::new(Inner {
+        backend: crate::Backend::Sqlite,
+        write,
+        read,
+        _lock: Some(lock),
+        url: options.url.clone(),
+    });
+    tokio::spawn(checkpoint_loop(Arc::downgrade(&inner), checkpointer));
+    Ok(Store { inner })
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies committed WAL frames into the database file from a connection of its own, in
+/// `PASSIVE` mode (it never waits for or blocks the writer or readers). With SQLite's
+/// automatic checkpoints the commit that crosses 1,000 WAL pages copies and fsyncs them
+/// itself, holding the only writer — and every ingestion and delivery waiting for it —
+/// for milliseconds. Stops when the store is gone.
+async fn checkpoint_loop(store: std::sync::Weak<Inner>, connection: AnyPool) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        let Some(inner) = store.upgrade() else { break };
+        if inner.write.is_closed() {
+            break;
+        }
+        drop(inner);
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&connection)
+            .await
+        {
+            tracing::warn!(error = %err, "WAL checkpoint failed");
+        }
+    }
+    connection.close().await;
 }
 
 async fn open_postgres(options: &StoreOptions) -> Result<Store, StoreError> {

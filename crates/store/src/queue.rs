@@ -21,6 +21,8 @@ pub struct Candidate {
     pub realm_id: String,
     /// The configuration's endpoint.
     pub url: String,
+    /// The configuration delivers strictly in order.
+    pub strict: bool,
 }
 
 /// The stored form of an attempt.
@@ -84,7 +86,9 @@ impl Store {
             Backend::Postgres => "",
         };
         let rows = sqlx::query(&format!(
-            "SELECT n.seq, n.config_id, n.realm_id, wc.url FROM notifications n{hint} \
+            "SELECT n.seq, n.config_id, n.realm_id, wc.url, \
+                    CASE WHEN COALESCE(wc.ordering, $2) = 'best-effort' THEN 0 ELSE 1 END AS strict \
+             FROM notifications n{hint} \
              JOIN webhook_configs wc ON wc.id = n.config_id AND wc.state = 'active' \
              WHERE n.status IN ('pending', 'retrying') AND n.test = 0 AND n.next_attempt_at <= $1 \
              AND NOT EXISTS (SELECT 1 FROM stream_leases l WHERE l.config_id = n.config_id AND l.realm_id = n.realm_id \
@@ -107,6 +111,7 @@ impl Store {
                 config_id: row.try_get("config_id")?,
                 realm_id: row.try_get("realm_id")?,
                 url: row.try_get("url")?,
+                strict: row.try_get::<i64, _>("strict")? != 0,
             };
             if seen.insert((candidate.config_id, candidate.realm_id.clone())) {
                 out.push(candidate);
@@ -195,6 +200,7 @@ impl Store {
         }
         for result in results {
             record_failure(&mut tx, result, now).await?;
+            hold_or_release_stream(&mut tx, result, now).await?;
         }
         let mut freed = false;
         let leases: Vec<(&str, i64, &str)> = results
@@ -378,6 +384,11 @@ pub struct AttemptResult {
     pub config_id: Option<i64>,
     /// The notification's realm.
     pub realm_id: String,
+    /// Its stream is delivered strictly in order (the rest of the stream waits for a
+    /// retry).
+    pub strict: bool,
+    /// It had failed attempts before this one.
+    pub retried: bool,
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -554,6 +565,43 @@ async fn update_notifications(
             .bind(result.attempt.started_at.millis());
     }
     query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Under strict ordering the rest of a stream waits for its oldest notification: when
+/// that fails and will be retried, the stream's later pending notifications become due
+/// no earlier than the retry (so the queue's due part holds only what can be sent); when
+/// a retried notification is delivered, they are due at once.
+async fn hold_or_release_stream(
+    tx: &mut Tx,
+    result: &AttemptResult,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let Some(config_id) = result.config_id.filter(|_| result.strict) else {
+        return Ok(());
+    };
+    let sql = match result.decision {
+        Decision::Retry(_) => {
+            "UPDATE notifications SET next_attempt_at = $1 WHERE config_id = $2 AND realm_id = $3 AND seq > $4 \
+             AND status = 'pending' AND next_attempt_at < $1"
+        }
+        Decision::Delivered if result.retried => {
+            "UPDATE notifications SET next_attempt_at = $1 WHERE config_id = $2 AND realm_id = $3 AND seq > $4 \
+             AND status = 'pending' AND next_attempt_at > $1"
+        }
+        _ => return Ok(()),
+    };
+    let due = match result.decision {
+        Decision::Retry(at) => at,
+        _ => now,
+    };
+    sqlx::query(sql)
+        .bind(due.millis())
+        .bind(config_id)
+        .bind(result.realm_id.as_str())
+        .bind(result.seq)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

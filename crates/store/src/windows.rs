@@ -10,7 +10,7 @@
 use crate::model::{decode_error, WebhookConfig};
 use crate::notifications::NewNotification;
 use crate::{Store, StoreError};
-use ledgerhook_domain::{entity, ChangeEvent, Environment, Operation, Timestamp};
+use ledgerhook_domain::{entity, ChangeEvent, Environment, Operation, Ordering, Timestamp};
 use sqlx::Row;
 
 /// Window lengths and limits, from the settings.
@@ -24,6 +24,16 @@ pub struct WindowPolicy {
     pub max_events: i64,
     /// `time-scale`: simulated milliseconds per real millisecond.
     pub time_scale: f64,
+    /// The retry policy's ordering, for configurations without their own: under strict
+    /// ordering a new notification of a stream waiting for a retry is due no earlier.
+    pub default_ordering: Ordering,
+}
+
+impl WindowPolicy {
+    /// Whether `config`'s notifications are delivered strictly in order.
+    pub fn strict(&self, config: &WebhookConfig) -> bool {
+        config.ordering.unwrap_or(self.default_ordering) == Ordering::Strict
+    }
 }
 
 impl WindowPolicy {

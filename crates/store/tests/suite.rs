@@ -88,6 +88,25 @@ async fn second_sqlite_store_on_the_same_file_is_refused() {
 }
 
 #[tokio::test]
+async fn sqlite_checkpoints_keep_the_wal_from_growing() {
+    let db = TestDatabase::sqlite();
+    let store = open(&db).await;
+    let big = "x".repeat(100_000);
+    // 200 commits of about 25 pages each: 20 MB of WAL if nothing copied it back.
+    for i in 0..200 {
+        store.set_meta(&format!("key{i}"), &big).await.unwrap();
+        if i % 20 == 19 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+    let mut wal = db.sqlite_path.clone().unwrap().into_os_string();
+    wal.push("-wal");
+    let size = std::fs::metadata(&wal).unwrap().len();
+    assert!(size < 8_000_000, "the WAL grew to {size} bytes");
+    assert_eq!(store.meta("key199").await.unwrap().as_deref(), Some(big.as_str()));
+}
+
+#[tokio::test]
 async fn sqlite_lock_is_released_when_the_store_is_dropped() {
     let db = TestDatabase::sqlite();
     let first = open(&db).await;

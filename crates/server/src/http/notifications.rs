@@ -175,10 +175,7 @@ async fn send_now(
     } else {
         on_failure
     };
-    state
-        .dispatcher
-        .record(notification, &attempt, &decision, false)
-        .await?;
+    state.dispatcher.record(notification, &attempt, &decision).await?;
     Ok(attempt)
 }
 

@@ -5,6 +5,7 @@
 use crate::on_both_backends;
 use crate::support::{minutes_ago, Company, TestServer, OPERATOR};
 use ledgerhook_delivery::signature::{intuit_signature, standard_signature};
+use ledgerhook_store::notifications::NotificationStatus;
 use ledgerhook_testkit::receiver::{self, Pki, Receiver, Recorded};
 use ledgerhook_testkit::Kind;
 use reqwest::Method;
@@ -15,6 +16,7 @@ on_both_backends!(
     a_failing_endpoint_gets_the_scheduled_attempts_then_is_blacklisted,
     best_effort_ordering_does_not_wait_for_a_retry,
     strict_ordering_waits_for_the_older_notification,
+    a_stream_waiting_for_a_retry_is_not_due_before_it,
     a_timeout_counts_as_a_failure,
     one_attempt_in_flight_per_realm_while_realms_run_in_parallel,
     a_test_send_is_signed_and_listed,
@@ -202,6 +204,50 @@ async fn strict_ordering_waits_for_the_older_notification(kind: Kind) {
     };
     let order: Vec<(&str, u16)> = seen.iter().map(|(ids, s)| (ids[0].as_str(), *s)).collect();
     assert_eq!(order, [("older", 500), ("older", 200), ("newer", 200)]);
+}
+
+async fn a_stream_waiting_for_a_retry_is_not_due_before_it(kind: Kind) {
+    let pki = receiver::pki();
+    // The first retry (20 minutes) at time-scale 1200: 1 s.
+    let Some((server, _dir)) = delivery_server(kind, &pki, |c| c.time_scale = 1200.0).await else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(500, Duration::from_millis(300));
+    let (company, _) = subscribed(&server, &hook, json!({"ordering": "strict"})).await;
+    ingest_one(&server, &company.realm_id, "older").await;
+    // Made while the older one's attempt is in flight: due at once, then held back.
+    ingest_one(&server, &company.realm_id, "middle").await;
+    assert_eq!(hook.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let retry_at = loop {
+        let stored = server.stored_notifications(&company.app_id).await;
+        if stored[0].status == NotificationStatus::Retrying {
+            break stored[0].next_attempt_at.unwrap();
+        }
+        assert!(Instant::now() < deadline, "no retry scheduled: {stored:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Made while the stream waits for the retry.
+    ingest_one(&server, &company.realm_id, "newer").await;
+    let stored = server.stored_notifications(&company.app_id).await;
+    assert_eq!(stored.len(), 3);
+    for waiting in &stored[1..] {
+        assert_eq!(waiting.status, NotificationStatus::Pending);
+        assert!(
+            waiting.next_attempt_at.unwrap() >= retry_at,
+            "due {:?} before the retry at {retry_at:?}",
+            waiting.next_attempt_at
+        );
+    }
+    hook.set(200, Duration::ZERO);
+    let seen = hook.wait_for(4, Duration::from_secs(5)).await;
+    let order: Vec<(String, u16)> = seen
+        .iter()
+        .map(|r| (entity_ids(r)[0].clone(), r.status))
+        .collect();
+    let expected = [("older", 500), ("older", 200), ("middle", 200), ("newer", 200)];
+    assert_eq!(order, expected.map(|(id, s)| (id.to_owned(), s)));
 }
 
 async fn a_timeout_counts_as_a_failure(kind: Kind) {
