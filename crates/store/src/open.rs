@@ -165,7 +165,7 @@ async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, Store
 }
 
 /// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Copies committed WAL frames into the database file from a connection of its own, in
 /// `PASSIVE` mode (it never waits for or blocks the writer or readers). With SQLite's
@@ -190,6 +190,20 @@ async fn checkpoint_loop(store: std::sync::Weak<Inner>, connection: AnyPool) {
     connection.close().await;
 }
 
+/// Prepared statements each PostgreSQL connection keeps. The pipeline's statements
+/// vary with the size of a round (one text per row count), so sqlx's default of 100
+/// would evict and re-prepare them on nearly every use.
+const STATEMENT_CACHE: u32 = 2000;
+
+/// `url` with sqlx's `statement-cache-capacity` set, unless it sets one.
+fn with_statement_cache(url: &str) -> String {
+    if url.contains("statement-cache-capacity=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}statement-cache-capacity={STATEMENT_CACHE}")
+}
+
 async fn open_postgres(options: &StoreOptions) -> Result<Store, StoreError> {
     let pool = AnyPoolOptions::new()
         .max_connections(options.max_connections.max(2))
@@ -200,7 +214,7 @@ async fn open_postgres(options: &StoreOptions) -> Result<Store, StoreError> {
                 Ok(())
             })
         })
-        .connect(&options.url)
+        .connect(&with_statement_cache(&options.url))
         .await?;
     Ok(Store {
         inner: Arc::new(Inner {
@@ -216,6 +230,22 @@ async fn open_postgres(options: &StoreOptions) -> Result<Store, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sets_the_statement_cache_unless_the_url_does() {
+        assert_eq!(
+            with_statement_cache("postgres://h/db"),
+            "postgres://h/db?statement-cache-capacity=2000"
+        );
+        assert_eq!(
+            with_statement_cache("postgres://h/db?sslmode=disable"),
+            "postgres://h/db?sslmode=disable&statement-cache-capacity=2000"
+        );
+        assert_eq!(
+            with_statement_cache("postgres://h/db?statement-cache-capacity=5"),
+            "postgres://h/db?statement-cache-capacity=5"
+        );
+    }
 
     #[test]
     fn reads_sqlite_paths() {
