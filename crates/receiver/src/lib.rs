@@ -5,8 +5,12 @@
 //!   with several keys accepted during a rotation.
 //! - [`payload`]: both body formats (`eventNotifications` and CloudEvents) under both
 //!   content types, parsed into typed [`payload::Event`]s.
+//! - [`inbox`]: the durable local queue (a SQLite file) notifications are appended to
+//!   before they are answered.
+//! - [`handler`]: the ready-made axum endpoint — verify, append, answer `200`.
 //!
-//! It depends on no web framework; any stack hands it the raw body and the headers.
+//! `verify` and `payload` depend on no web framework; any stack hands them the raw body
+//! and the headers.
 //!
 //! ```
 //! use ledgerhook_receiver::{payload, verify};
@@ -18,5 +22,7 @@
 //! assert_eq!(events[0].entity, "Customer");
 //! ```
 
+pub mod handler;
+pub mod inbox;
 pub mod payload;
 pub mod verify;

@@ -133,3 +133,143 @@ fn both_formats_parse_into_the_same_events() {
     assert!(parse("application/json", b"not json").is_err());
     assert!(parse("application/json", b"{\"eventNotifications\":[{}]}").is_err());
 }
+
+mod endpoint {
+    //! The axum endpoint over a real socket, with the inbox on a real SQLite file.
+
+    use super::events;
+    use ledgerhook_delivery::payload;
+    use ledgerhook_delivery::signature::{intuit_signature, standard_signature};
+    use ledgerhook_receiver::handler::{router, HandlerError, HandlerOptions};
+    use ledgerhook_receiver::inbox::Inbox;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    const TOKEN: &str = "verifier-token";
+    const SECRET: &str = "whsec_c2VjcmV0LXNpZ25pbmcta2V5";
+
+    /// A served endpoint and its inbox file.
+    struct Served {
+        url: String,
+        inbox: Inbox,
+        dir: tempfile::TempDir,
+    }
+
+    async fn serve(max_body_bytes: usize) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(&dir.path().join("inbox.db")).await.unwrap();
+        let options = HandlerOptions {
+            verifier_tokens: vec![TOKEN.into()],
+            signing_secrets: vec![SECRET.into()],
+            max_body_bytes,
+        };
+        let app = router("/hook", inbox.clone(), options).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Served { url, inbox, dir }
+    }
+
+    fn now() -> i64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+
+    /// Request headers, in order: intuit-signature, webhook-id, webhook-timestamp,
+    /// webhook-signature, content-type.
+    type Headers = Vec<(&'static str, String)>;
+
+    /// A change to the headers of a correctly signed request.
+    type Tamper = Box<dyn FnOnce(&mut Headers)>;
+
+    /// Posts `body` signed as the sender signs it, with `tamper` applied to the headers.
+    async fn post(url: &str, body: &[u8], tamper: impl FnOnce(&mut Headers)) -> u16 {
+        let mut headers = vec![
+            ("intuit-signature", intuit_signature(TOKEN, body)),
+            ("webhook-id", "ntf_1".to_owned()),
+            ("webhook-timestamp", now().to_string()),
+            (
+                "webhook-signature",
+                standard_signature(SECRET, "ntf_1", now(), body).unwrap(),
+            ),
+            ("content-type", "application/json".to_owned()),
+        ];
+        tamper(&mut headers);
+        let mut request = reqwest::Client::new().post(url).body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send().await.unwrap().status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn a_verified_notification_is_on_disk_when_answered() {
+        let served = serve(1 << 20).await;
+        let body = payload::legacy("123", &events());
+        assert_eq!(post(&served.url, body.as_bytes(), |_| {}).await, 200);
+        // Reopened from the file, as after a crash.
+        served.inbox.close().await;
+        let inbox = Inbox::open(&served.dir.path().join("inbox.db")).await.unwrap();
+        let pending = inbox.pending(10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].body, body.as_bytes());
+        assert_eq!(pending[0].webhook_id.as_deref(), Some("ntf_1"));
+        inbox.done(pending[0].seq).await.unwrap();
+        assert!(inbox.pending(10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn refused_requests_append_nothing() {
+        let served = serve(4096).await;
+        let body = payload::legacy("123", &events());
+        let body = body.as_bytes();
+        let cases: Vec<(&str, u16, Tamper)> = vec![
+            (
+                "wrong intuit-signature",
+                401,
+                Box::new(|h| h[0].1 = intuit_signature("other", b"{}")),
+            ),
+            (
+                "no intuit-signature",
+                401,
+                Box::new(|h| {
+                    h.remove(0);
+                }),
+            ),
+            (
+                "wrong webhook-signature",
+                401,
+                Box::new(|h| h[3].1 = "v1,AAAA".into()),
+            ),
+            (
+                "stale webhook-timestamp",
+                401,
+                Box::new(|h| h[2].1 = (now() - 3600).to_string()),
+            ),
+        ];
+        for (case, expected, tamper) in cases {
+            assert_eq!(post(&served.url, body, tamper).await, expected, "{case}");
+        }
+        let malformed = b"{\"not\":\"a notification\"}";
+        assert_eq!(post(&served.url, malformed, |_| {}).await, 400, "malformed");
+        let large = vec![b' '; 8192];
+        assert_eq!(post(&served.url, &large, |_| {}).await, 413, "too large");
+        assert!(served.inbox.pending(10).await.unwrap().is_empty());
+        // And a good one still goes through.
+        assert_eq!(post(&served.url, body, |_| {}).await, 200);
+        assert_eq!(served.inbox.pending(10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_without_keys_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(&dir.path().join("inbox.db")).await.unwrap();
+        let options = HandlerOptions {
+            verifier_tokens: vec![],
+            signing_secrets: vec![],
+            max_body_bytes: 1024,
+        };
+        assert!(matches!(
+            router("/hook", inbox, options),
+            Err(HandlerError::NoKeys)
+        ));
+    }
+}
