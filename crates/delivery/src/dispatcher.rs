@@ -118,8 +118,6 @@ struct Claim<'a> {
     owner: &'a str,
     /// The stream is delivered strictly in order.
     strict: bool,
-    /// The notification had failed attempts before.
-    retried: bool,
 }
 
 /// The stored result of `attempt`; `claim` is `None` for a manual send.
@@ -145,7 +143,6 @@ fn attempt_result(
         decision: decision.clone(),
         owner: claim.as_ref().map(|c| c.owner.to_owned()),
         strict: claim.as_ref().is_some_and(|c| c.strict),
-        retried: claim.as_ref().is_some_and(|c| c.retried),
     }
 }
 
@@ -353,7 +350,6 @@ impl Dispatcher {
         let claim = Claim {
             owner: &self.owner,
             strict: candidate.strict,
-            retried: state.notification.attempt_count > 0,
         };
         self.submit(attempt_result(
             &state.notification,
