@@ -22,7 +22,6 @@ use ledgerhook_store::notifications::Notification;
 use ledgerhook_store::queue::{AttemptRecord, AttemptResult, Candidate, Decision, DeliveryState};
 use ledgerhook_store::{Store, StoreError};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -87,11 +86,6 @@ pub struct Dispatcher {
     recorder: mpsc::Sender<(AttemptResult, oneshot::Sender<Result<(), String>>)>,
     secrets_cache: Mutex<HashMap<String, (Instant, Vec<StoredSecret>)>>,
     attempts: Handle,
-    /// The last round left due candidates behind for want of an endpoint's room.
-    starved: AtomicBool,
-    /// When the loop, asleep, will look at the queue again (Unix ms); `i64::MAX` while it
-    /// is awake (it reads the queue's next due time before sleeping).
-    sleeping_until: AtomicI64,
 }
 
 /// How long an app's stored secrets are reused between attempts (a rotation takes
@@ -124,6 +118,8 @@ struct Claim<'a> {
     owner: &'a str,
     /// The stream is delivered strictly in order.
     strict: bool,
+    /// The notification had failed attempts before.
+    retried: bool,
 }
 
 /// The stored result of `attempt`; `claim` is `None` for a manual send.
@@ -149,6 +145,7 @@ fn attempt_result(
         decision: decision.clone(),
         owner: claim.as_ref().map(|c| c.owner.to_owned()),
         strict: claim.as_ref().is_some_and(|c| c.strict),
+        retried: claim.as_ref().is_some_and(|c| c.retried),
     }
 }
 
@@ -191,8 +188,6 @@ impl Dispatcher {
             recorder,
             secrets_cache: Mutex::new(HashMap::new()),
             attempts: Handle::current(),
-            starved: AtomicBool::new(false),
-            sleeping_until: AtomicI64::new(i64::MAX),
         })
     }
 
@@ -323,29 +318,13 @@ impl Dispatcher {
     }
 
     /// One queued attempt: send, decide by the retry policy, record, wake the loop.
-    ///
-    /// A failure under strict ordering frees nothing another round could send (the rest
-    /// of its stream waits for the retry), so it wakes the loop only when a round found
-    /// endpoints without room or the retry is due before the loop means to look again;
-    /// everything else may have made work due.
     async fn attempt(self: Arc<Self>, candidate: Candidate, state: DeliveryState, permits: Permits) {
         let result = self.attempt_inner(&candidate, state, permits).await;
-        let starved = self.starved.load(AtomicOrdering::Relaxed);
-        let wake = match &result {
-            Ok(Decision::Retry(at)) if candidate.strict => {
-                starved || at.millis() < self.sleeping_until.load(AtomicOrdering::Relaxed)
-            }
-            Ok(Decision::DropAndBlacklist | Decision::Drop) if candidate.strict => starved,
-            Ok(_) => true,
-            Err(err) => {
-                tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
-                let _ = self.options.store.release_leases(&self.owner).await;
-                true
-            }
-        };
-        if wake {
-            self.options.wake.notify_one();
+        if let Err(err) = result {
+            tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
+            let _ = self.options.store.release_leases(&self.owner).await;
         }
+        self.options.wake.notify_one();
     }
 
     async fn attempt_inner(
@@ -353,7 +332,7 @@ impl Dispatcher {
         candidate: &Candidate,
         state: DeliveryState,
         permits: Permits,
-    ) -> Result<Decision, SendError> {
+    ) -> Result<(), SendError> {
         let sending = permits.sending.clone().acquire_owned().await;
         let attempt = self.send(&state.notification, &candidate.url).await;
         // The request is over: the endpoint's permits are free while the result is
@@ -374,6 +353,7 @@ impl Dispatcher {
         let claim = Claim {
             owner: &self.owner,
             strict: candidate.strict,
+            retried: state.notification.attempt_count > 0,
         };
         self.submit(attempt_result(
             &state.notification,
@@ -382,7 +362,7 @@ impl Dispatcher {
             Some(claim),
         ))
         .await?;
-        Ok(decision)
+        Ok(())
     }
 
     /// Claims what is due and starts its attempts; answers (started, blocked) where
@@ -407,7 +387,6 @@ impl Dispatcher {
                 None => blocked += 1,
             }
         }
-        self.starved.store(blocked > 0, AtomicOrdering::Relaxed);
         if chosen.is_empty() {
             return Ok((0, blocked));
         }
@@ -459,14 +438,11 @@ impl Dispatcher {
                 continue;
             }
             let sleep = self.sleep_for(blocked > 0).await;
-            let until = Timestamp::now().millis() + sleep.as_millis() as i64;
-            self.sleeping_until.store(until, AtomicOrdering::Relaxed);
             tokio::select! {
                 _ = self.options.wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
                 _ = shutdown.changed() => {}
             }
-            self.sleeping_until.store(i64::MAX, AtomicOrdering::Relaxed);
         }
         let grace = self.options.delivery_timeout + Duration::from_secs(1);
         let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;

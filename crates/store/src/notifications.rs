@@ -153,9 +153,7 @@ pub(crate) struct Made<'a> {
 }
 
 /// Inserts notifications, 200 per statement: each `held`, or `pending` and due now —
-/// under strict ordering no earlier than the queued notifications before it in its
-/// stream (one in flight is due when its lease expires, one waiting for a retry at the
-/// retry).
+/// under strict ordering no earlier than its stream's pending retry.
 pub(crate) async fn insert_notifications(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -171,8 +169,7 @@ pub(crate) async fn insert_notifications(
                 let due = if m.strict && !m.held {
                     format!(
                         "COALESCE((SELECT MAX(o.next_attempt_at) FROM notifications o WHERE o.config_id = {} \
-                         AND o.realm_id = {} AND o.status IN ('pending', 'retrying') AND o.next_attempt_at > {}), {})",
-                        params.next(),
+                         AND o.realm_id = {} AND o.status = 'retrying'), {})",
                         params.next(),
                         params.next(),
                         params.next()
@@ -207,7 +204,7 @@ pub(crate) async fn insert_notifications(
                 .bind(m.new.event_count as i64)
                 .bind(now.millis());
             if m.strict && !m.held {
-                query = query.bind(m.config.id).bind(m.realm_id).bind(now.millis());
+                query = query.bind(m.config.id).bind(m.realm_id);
             }
             query = query.bind(due);
         }

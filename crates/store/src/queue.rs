@@ -149,7 +149,7 @@ impl Store {
             .collect();
         let mut states = HashMap::new();
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
-            for state in take_notifications(&mut tx, backend, chunk, now, until).await? {
+            for state in take_notifications(&mut tx, backend, chunk, now).await? {
                 states.insert(state.notification.seq, state);
             }
         }
@@ -200,9 +200,8 @@ impl Store {
         }
         for result in results {
             record_failure(&mut tx, result, now).await?;
-            hold_back_stream(&mut tx, result).await?;
+            hold_or_release_stream(&mut tx, result, now).await?;
         }
-        release_streams_after(&mut tx, backend, results, now).await?;
         let mut freed = false;
         let leases: Vec<(&str, i64, &str)> = results
             .iter()
@@ -236,9 +235,10 @@ impl Store {
 
     /// Releases every lease `owner` holds (a stopping node's unfinished attempts).
     pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
-        let mut tx = self.writer().begin().await?;
-        release_owned(&mut tx, Some(owner)).await?;
-        tx.commit().await?;
+        sqlx::query("DELETE FROM stream_leases WHERE owner = $1")
+            .bind(owner)
+            .execute(self.writer())
+            .await?;
         Ok(())
     }
 
@@ -249,9 +249,9 @@ impl Store {
         if self.backend() != Backend::Sqlite {
             return Ok(());
         }
-        let mut tx = self.writer().begin().await?;
-        release_owned(&mut tx, None).await?;
-        tx.commit().await?;
+        sqlx::query("DELETE FROM stream_leases")
+            .execute(self.writer())
+            .await?;
         Ok(())
     }
 
@@ -384,8 +384,11 @@ pub struct AttemptResult {
     pub config_id: Option<i64>,
     /// The notification's realm.
     pub realm_id: String,
-    /// Its stream is delivered strictly in order (the rest of the stream waits for it).
+    /// Its stream is delivered strictly in order (the rest of the stream waits for a
+    /// retry).
     pub strict: bool,
+    /// It had failed attempts before this one.
+    pub retried: bool,
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -422,27 +425,22 @@ async fn take_leases(
         .collect()
 }
 
-/// Takes the notifications `seqs` that are still due (their streams' leases are held):
-/// each is due again only when its lease expires (a node that dies mid-attempt hands it
-/// over then), so the queue's due part keeps only what can be sent.
+/// The notifications `seqs` that are still due (their streams' leases are held).
 async fn take_notifications(
     tx: &mut Tx,
     backend: Backend,
     seqs: &[i64],
     now: Timestamp,
-    until: Timestamp,
 ) -> Result<Vec<DeliveryState>, sqlx::Error> {
     let mut params = Params::new(backend);
-    let until_param = params.next();
     let list: Vec<String> = seqs.iter().map(|_| params.next()).collect();
     let sql = format!(
-        "UPDATE notifications SET next_attempt_at = {until_param} \
-         WHERE seq IN ({}) AND status IN ('pending', 'retrying') AND next_attempt_at <= {} \
-         RETURNING {COLUMNS}, first_attempt_at",
+        "SELECT {COLUMNS}, first_attempt_at FROM notifications \
+         WHERE seq IN ({}) AND status IN ('pending', 'retrying') AND next_attempt_at <= {}",
         list.join(", "),
         params.next()
     );
-    let mut query = sqlx::query(&sql).bind(until.millis());
+    let mut query = sqlx::query(&sql);
     for seq in seqs {
         query = query.bind(*seq);
     }
@@ -455,32 +453,6 @@ async fn take_notifications(
             })
         })
         .collect()
-}
-
-/// Releases `owner`'s leases (every lease with `None`): the notifications they claimed
-/// are due at once instead of when the lease would have expired.
-async fn release_owned(tx: &mut Tx, owner: Option<&str>) -> Result<(), sqlx::Error> {
-    let now = Timestamp::now().millis();
-    let owned = if owner.is_some() { "l.owner = $2 AND " } else { "" };
-    let claimed = format!(
-        "UPDATE notifications SET next_attempt_at = $1 FROM stream_leases l \
-         WHERE {owned}l.config_id = notifications.config_id AND l.realm_id = notifications.realm_id \
-         AND notifications.next_attempt_at = l.lease_until AND notifications.status IN ('pending', 'retrying')"
-    );
-    let leases = if owner.is_some() {
-        "DELETE FROM stream_leases WHERE owner = $1"
-    } else {
-        "DELETE FROM stream_leases"
-    };
-    let mut claimed = sqlx::query(&claimed).bind(now);
-    let mut leases = sqlx::query(leases);
-    if let Some(owner) = owner {
-        claimed = claimed.bind(owner);
-        leases = leases.bind(owner);
-    }
-    claimed.execute(&mut **tx).await?;
-    leases.execute(&mut **tx).await?;
-    Ok(())
 }
 
 /// Releases `owner`'s leases of `streams`.
@@ -598,62 +570,38 @@ async fn update_notifications(
 
 /// Under strict ordering the rest of a stream waits for its oldest notification: when
 /// that fails and will be retried, the stream's later pending notifications become due
-/// no earlier than the retry, so the queue's due part holds only what can be sent.
-async fn hold_back_stream(tx: &mut Tx, result: &AttemptResult) -> Result<(), sqlx::Error> {
-    let (Some(config_id), Decision::Retry(at), true) = (result.config_id, &result.decision, result.strict)
-    else {
-        return Ok(());
-    };
-    sqlx::query(
-        "UPDATE notifications SET next_attempt_at = $1 WHERE config_id = $2 AND realm_id = $3 AND seq > $4 \
-         AND status = 'pending' AND next_attempt_at < $1",
-    )
-    .bind(at.millis())
-    .bind(config_id)
-    .bind(result.realm_id.as_str())
-    .bind(result.seq)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Under strict ordering, once a stream's notification is delivered the later ones it
-/// held back (made while it was in flight or waiting for a retry) are due at once — one
-/// statement for every stream of the round.
-async fn release_streams_after(
+/// no earlier than the retry (so the queue's due part holds only what can be sent); when
+/// a retried notification is delivered, they are due at once.
+async fn hold_or_release_stream(
     tx: &mut Tx,
-    backend: Backend,
-    results: &[AttemptResult],
+    result: &AttemptResult,
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    let delivered: Vec<(i64, &AttemptResult)> = results
-        .iter()
-        .filter(|r| r.strict && r.decision == Decision::Delivered)
-        .filter_map(|r| Some((r.config_id?, r)))
-        .collect();
-    for chunk in delivered.chunks(ROWS_PER_STATEMENT) {
-        let mut p = Params::new(backend);
-        let (due, later) = (p.next(), p.next());
-        let which = p.any_of(chunk.len(), |p| {
-            format!(
-                "config_id = {} AND realm_id = {} AND seq > {}",
-                p.next(),
-                p.next(),
-                p.next()
-            )
-        });
-        let sql = format!(
-            "UPDATE notifications SET next_attempt_at = {due} WHERE status = 'pending' AND next_attempt_at > {later} AND {which}"
-        );
-        let mut query = sqlx::query(&sql).bind(now.millis()).bind(now.millis());
-        for (config_id, result) in chunk {
-            query = query
-                .bind(*config_id)
-                .bind(result.realm_id.as_str())
-                .bind(result.seq);
+    let Some(config_id) = result.config_id.filter(|_| result.strict) else {
+        return Ok(());
+    };
+    let sql = match result.decision {
+        Decision::Retry(_) => {
+            "UPDATE notifications SET next_attempt_at = $1 WHERE config_id = $2 AND realm_id = $3 AND seq > $4 \
+             AND status = 'pending' AND next_attempt_at < $1"
         }
-        query.execute(&mut **tx).await?;
-    }
+        Decision::Delivered if result.retried => {
+            "UPDATE notifications SET next_attempt_at = $1 WHERE config_id = $2 AND realm_id = $3 AND seq > $4 \
+             AND status = 'pending' AND next_attempt_at > $1"
+        }
+        _ => return Ok(()),
+    };
+    let due = match result.decision {
+        Decision::Retry(at) => at,
+        _ => now,
+    };
+    sqlx::query(sql)
+        .bind(due.millis())
+        .bind(config_id)
+        .bind(result.realm_id.as_str())
+        .bind(result.seq)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
