@@ -198,9 +198,12 @@ impl Store {
                 update_notifications(&mut tx, backend, chunk).await?;
             }
         }
+        record_errors(&mut tx, backend, results).await?;
+        move_streams(&mut tx, backend, results, now).await?;
         for result in results {
-            record_failure(&mut tx, result, now).await?;
-            hold_or_release_stream(&mut tx, result, now).await?;
+            if let (Some(config_id), Decision::DropAndBlacklist) = (result.config_id, &result.decision) {
+                blacklist(&mut tx, config_id, now).await?;
+            }
         }
         let mut freed = false;
         let leases: Vec<(&str, i64, &str)> = results
@@ -571,60 +574,66 @@ async fn update_notifications(
 /// Under strict ordering the rest of a stream waits for its oldest notification: when
 /// that fails and will be retried, the stream's later pending notifications become due
 /// no earlier than the retry (so the queue's due part holds only what can be sent); when
-/// a retried notification is delivered, they are due at once.
-async fn hold_or_release_stream(
+/// a retried notification is delivered, they are due at once. One statement for each
+/// direction, for the whole round.
+async fn move_streams(
     tx: &mut Tx,
-    result: &AttemptResult,
+    backend: Backend,
+    results: &[AttemptResult],
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    let Some(config_id) = result.config_id.filter(|_| result.strict) else {
-        return Ok(());
-    };
-    let sql = match result.decision {
-        Decision::Retry(_) => {
-            "UPDATE notifications SET next_attempt_at = $1 WHERE config_id = $2 AND realm_id = $3 AND seq > $4 \
-             AND status = 'pending' AND next_attempt_at < $1"
+    let mut back = Vec::new();
+    let mut forward = Vec::new();
+    for result in results.iter().filter(|r| r.strict) {
+        let Some(config_id) = result.config_id else {
+            continue;
+        };
+        let stream = (config_id, result.realm_id.as_str(), result.seq);
+        match result.decision {
+            Decision::Retry(at) => back.push((stream, at.millis())),
+            Decision::Delivered if result.retried => forward.push((stream, now.millis())),
+            _ => {}
         }
-        Decision::Delivered if result.retried => {
-            "UPDATE notifications SET next_attempt_at = $1 WHERE config_id = $2 AND realm_id = $3 AND seq > $4 \
-             AND status = 'pending' AND next_attempt_at > $1"
+    }
+    for (moves, comparison) in [(back, "<"), (forward, ">")] {
+        for chunk in moves.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE notifications SET next_attempt_at = v.column4 FROM (VALUES {}) AS v \
+                 WHERE notifications.config_id = v.column1 AND notifications.realm_id = v.column2 \
+                 AND notifications.seq > v.column3 AND notifications.status = 'pending' \
+                 AND notifications.next_attempt_at {comparison} v.column4",
+                Params::new(backend).rows(chunk.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((config_id, realm_id, seq), due) in chunk {
+                query = query.bind(*config_id).bind(*realm_id).bind(*seq).bind(*due);
+            }
+            query.execute(&mut **tx).await?;
         }
-        _ => return Ok(()),
-    };
-    let due = match result.decision {
-        Decision::Retry(at) => at,
-        _ => now,
-    };
-    sqlx::query(sql)
-        .bind(due.millis())
-        .bind(config_id)
-        .bind(result.realm_id.as_str())
-        .bind(result.seq)
-        .execute(&mut **tx)
-        .await?;
+    }
     Ok(())
 }
 
-/// A failed attempt's effect on its configuration: its last error, and a blacklisting
-/// after the last retry.
-async fn record_failure(tx: &mut Tx, result: &AttemptResult, now: Timestamp) -> Result<(), sqlx::Error> {
-    let Some(config_id) = result.config_id else {
-        return Ok(());
-    };
-    if let Some(error) = result
-        .attempt
-        .error
-        .as_deref()
-        .filter(|_| result.decision != Decision::Delivered)
-    {
-        sqlx::query("UPDATE webhook_configs SET last_error = $1 WHERE id = $2")
-            .bind(error)
-            .bind(config_id)
-            .execute(&mut **tx)
-            .await?;
+/// Failed attempts' errors become their configurations' `last_error` (the latest of a
+/// round per configuration), in one statement.
+async fn record_errors(tx: &mut Tx, backend: Backend, results: &[AttemptResult]) -> Result<(), sqlx::Error> {
+    let mut latest: HashMap<i64, &str> = HashMap::new();
+    for result in results.iter().filter(|r| r.decision != Decision::Delivered) {
+        if let (Some(config_id), Some(error)) = (result.config_id, result.attempt.error.as_deref()) {
+            latest.insert(config_id, error);
+        }
     }
-    if result.decision == Decision::DropAndBlacklist {
-        blacklist(tx, config_id, now).await?;
+    let errors: Vec<(i64, &str)> = latest.into_iter().collect();
+    for chunk in errors.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE webhook_configs SET last_error = v.column2 FROM (VALUES {}) AS v WHERE webhook_configs.id = v.column1",
+            Params::new(backend).rows(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (config_id, error) in chunk {
+            query = query.bind(*config_id).bind(*error);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
