@@ -7,6 +7,7 @@
 //! windows left empty. The rare window with events left over reopens with one statement
 //! of its own.
 
+use crate::configs::configs_by_ids;
 use crate::model::WebhookConfig;
 use crate::notifications::{insert_notifications, Made, NewNotification};
 use crate::signals::{announce, Signal};
@@ -60,7 +61,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(Closed::default());
         }
-        let configs = configurations(&mut tx, &keys).await?;
+        let configs = configs_by_ids(&mut tx, keys.iter().map(|k| k.config_id)).await?;
         let (live, gone): (Vec<&WindowKey>, Vec<&WindowKey>) = keys.iter().partition(|k| {
             configs
                 .get(&k.config_id)
@@ -146,20 +147,6 @@ async fn take_due(
             })
         })
         .collect()
-}
-
-/// The configurations of `keys` that still exist.
-async fn configurations(tx: &mut Tx, keys: &[WindowKey]) -> Result<HashMap<i64, WebhookConfig>, sqlx::Error> {
-    let mut configs = HashMap::new();
-    let mut ids: Vec<i64> = keys.iter().map(|k| k.config_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    for id in ids {
-        if let Some(config) = crate::configs::config_by_id(tx, id).await? {
-            configs.insert(id, config);
-        }
-    }
-    Ok(configs)
 }
 
 /// The first `max_events` pending events of every window in `keys` (by acceptance), and

@@ -63,6 +63,24 @@ pub(crate) async fn config_by_id(
     row.map(config).transpose()
 }
 
+/// The configurations among `ids` that still exist, each read once however often its
+/// id appears (a pipeline round usually holds one or two).
+pub(crate) async fn configs_by_ids(
+    tx: &mut Transaction<'static, Any>,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<std::collections::HashMap<i64, WebhookConfig>, sqlx::Error> {
+    let mut ids: Vec<i64> = ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut configs = std::collections::HashMap::with_capacity(ids.len());
+    for id in ids {
+        if let Some(config) = config_by_id(tx, id).await? {
+            configs.insert(id, config);
+        }
+    }
+    Ok(configs)
+}
+
 /// Makes a configuration's held notifications deliverable again, oldest first (the
 /// queue orders by due time, then sequence).
 async fn release_held(

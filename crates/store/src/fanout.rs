@@ -8,7 +8,7 @@
 //! notification per ingestion request, with no window to write, close and remove.
 //! Every other event joins its pair's window, which opens or advances.
 
-use crate::configs::config_by_id;
+use crate::configs::configs_by_ids;
 use crate::model::WebhookConfig;
 use crate::notifications::{insert_notifications, Made};
 use crate::signals::{announce, Signal};
@@ -63,14 +63,7 @@ pub(crate) async fn fan_out(
         return Ok(FanOut::default());
     }
     let subscribers = subscribers(tx, backend, events).await?;
-    let mut configs = HashMap::new();
-    for (config_id, _) in subscribers.values().flatten() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = configs.entry(*config_id) {
-            if let Some(config) = config_by_id(tx, *config_id).await? {
-                slot.insert(config);
-            }
-        }
-    }
+    let configs = configs_by_ids(tx, subscribers.values().flatten().map(|(id, _)| *id)).await?;
     let mut deliveries: Vec<Delivery<'_>> = Vec::new();
     for stored in events {
         for (config_id, after_seq) in subscribers.get(stored.realm_id.as_str()).into_iter().flatten() {
@@ -263,7 +256,10 @@ struct Group {
     config_id: i64,
     realm_id: String,
     batch_id: i64,
+    /// With sequence numbers while grouping; ordered and deduplicated by
+    /// [`group_immediate`].
     events: Vec<(i64, ChangeEvent)>,
+    ordered: Vec<ChangeEvent>,
 }
 
 /// Groups 0s-window deliveries (ordered by pair and acceptance) into one group per
@@ -287,8 +283,12 @@ fn group_immediate(immediate: &[Delivery<'_>], max_events: i64) -> Vec<Group> {
                 realm_id: stored.realm_id.clone(),
                 batch_id: stored.batch_id,
                 events: vec![(stored.seq, stored.event.clone())],
+                ordered: Vec::new(),
             }),
         }
+    }
+    for group in &mut groups {
+        group.ordered = order_and_dedupe(std::mem::take(&mut group.events));
     }
     groups
 }
@@ -304,11 +304,10 @@ fn render_groups<'a>(
     let mut made = Vec::new();
     for group in groups {
         let config = &configs[&group.config_id];
-        let events = order_and_dedupe(group.events.clone());
         let window = ClosingWindow {
             config,
             realm_id: &group.realm_id,
-            events: &events,
+            events: &group.ordered,
         };
         let held = config.state == ConfigState::Blacklisted;
         made.extend(render(&window).into_iter().map(|new| Made {

@@ -200,7 +200,7 @@ pub(crate) async fn insert_notifications(
                 .bind(m.realm_id)
                 .bind(m.config.format.as_str())
                 .bind(status.as_str())
-                .bind(m.new.payload.clone())
+                .bind(m.new.payload.as_slice())
                 .bind(m.new.event_count as i64)
                 .bind(now.millis());
             if m.strict && !m.held {

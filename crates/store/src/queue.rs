@@ -142,21 +142,20 @@ impl Store {
         for chunk in unique.chunks(ROWS_PER_STATEMENT) {
             leased.extend(take_leases(&mut tx, backend, chunk, owner, now, until).await?);
         }
-        let wanted: Vec<i64> = unique
-            .iter()
+        let leased: Vec<&Candidate> = unique
+            .into_iter()
             .filter(|c| leased.contains(&(c.config_id, c.realm_id.clone())))
-            .map(|c| c.seq)
             .collect();
+        let wanted: Vec<i64> = leased.iter().map(|c| c.seq).collect();
         let mut states = HashMap::new();
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
             for state in take_notifications(&mut tx, backend, chunk, now).await? {
                 states.insert(state.notification.seq, state);
             }
         }
-        let idle: Vec<&Candidate> = unique
-            .iter()
-            .copied()
-            .filter(|c| leased.contains(&(c.config_id, c.realm_id.clone())) && !states.contains_key(&c.seq))
+        let idle: Vec<&Candidate> = leased
+            .into_iter()
+            .filter(|c| !states.contains_key(&c.seq))
             .collect();
         for chunk in idle.chunks(ROWS_PER_STATEMENT) {
             release_streams(
