@@ -161,6 +161,16 @@ async fn subscribe(
     url: &str,
     realms: usize,
 ) -> anyhow::Result<Vec<String>> {
+    Ok(subscribe_app(client, base, url, realms).await?.1)
+}
+
+/// [`subscribe`], answering the app's id too.
+async fn subscribe_app(
+    client: &reqwest::Client,
+    base: &str,
+    url: &str,
+    realms: usize,
+) -> anyhow::Result<(String, Vec<String>)> {
     use reqwest::Method;
     let app = call(
         client,
@@ -196,7 +206,7 @@ async fn subscribe(
         .await?;
         ids.push(id);
     }
-    Ok(ids)
+    Ok((app_id, ids))
 }
 
 /// Sends single-event requests over `realms` for `duration` (paced at `rate` when given);
@@ -234,8 +244,13 @@ async fn load(
                     next += interval;
                 }
                 let realm = &realms[(c + n * clients) % realms.len()];
-                let events = json!([{"name": "Customer", "id": format!("{c}-{n}"), "operation": "Update",
-                                     "lastUpdated": Timestamp::now().to_rfc3339()}]);
+                // The id carries the send time in microseconds: the receiver's latency is
+                // finer than `lastUpdated`'s milliseconds.
+                let sent = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let events = json!([{"name": "Customer", "id": format!("{c}-{n}-{}", sent.as_micros()), "operation": "Update",
+                                     "lastUpdated": Timestamp(sent.as_millis() as i64).to_rfc3339()}]);
                 n += 1;
                 let url = format!("{base}/api/v1/realms/{realm}/events");
                 if let Ok(r) = client.post(url).bearer_auth(OPERATOR).json(&events).send().await {
@@ -356,6 +371,74 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Endpoints that never answer, each an app of its own with one realm, kept busy by a
+/// feeder: a new notification for each whenever its previous attempt has timed out (the
+/// shipped `delivery-timeout` is 3 s), spread evenly.
+struct DeadEndpoints {
+    apps: Vec<String>,
+    stop: Arc<AtomicU64>,
+    feeder: tokio::task::JoinHandle<()>,
+}
+
+impl DeadEndpoints {
+    async fn start(
+        client: &reqwest::Client,
+        base: &str,
+        hole: u16,
+        count: usize,
+    ) -> anyhow::Result<DeadEndpoints> {
+        let (mut apps, mut realms) = (Vec::new(), Vec::new());
+        for i in 0..count {
+            let url = format!("http://127.0.0.1:{hole}/dead/{i}");
+            let (app, ids) = subscribe_app(client, base, &url, 1).await?;
+            apps.push(app);
+            realms.extend(ids);
+        }
+        let (base, client, stop) = (base.to_owned(), client.clone(), Arc::new(AtomicU64::new(0)));
+        let feeder_stop = stop.clone();
+        let feeder = tokio::spawn(async move {
+            let pause = Duration::from_secs(3) / realms.len().max(1) as u32;
+            // Bounded: stops when told, and after an hour at most.
+            let end = Instant::now() + Duration::from_secs(3600);
+            while feeder_stop.load(Ordering::Relaxed) == 0 && Instant::now() < end {
+                for realm in &realms {
+                    if feeder_stop.load(Ordering::Relaxed) != 0 {
+                        return;
+                    }
+                    let events = json!([{"name": "Customer", "id": "dead", "operation": "Update"}]);
+                    let _ = client
+                        .post(format!("{base}/api/v1/realms/{realm}/events"))
+                        .bearer_auth(OPERATOR)
+                        .json(&events)
+                        .send()
+                        .await;
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        });
+        Ok(DeadEndpoints { apps, stop, feeder })
+    }
+
+    /// Stops feeding, lets the last attempts time out, and deletes the configurations.
+    async fn remove(self, client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+        self.stop.store(1, Ordering::Relaxed);
+        let _ = self.feeder.await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        for app in &self.apps {
+            client
+                .delete(format!("{base}/api/v1/apps/{app}/webhooks/sandbox"))
+                .bearer_auth(OPERATOR)
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        Ok(())
+    }
+}
+
+/// Healthy latency at `--rate` alone, then with `--dead` endpoints that never answer,
+/// `--runs` times in turn (the dead endpoints are made afresh for each run and deleted
+/// after it); medians of the runs.
 async fn isolation(
     args: &Args,
     client: &reqwest::Client,
@@ -365,67 +448,56 @@ async fn isolation(
 ) -> anyhow::Result<()> {
     let rate = args.rate.unwrap_or(200.0);
     let healthy = &realms[..realms.len().min(50)];
-    // Warm up (connections, caches), then measure alone.
+    // One measured phase: the healthy realms at `rate` for `--duration`.
+    let measure = || {
+        load(
+            client,
+            &server.base,
+            healthy,
+            args.clients,
+            args.duration,
+            Some(rate),
+        )
+    };
+    // Warm up (connections, caches).
     let warm = load(client, &server.base, healthy, args.clients, 1.0, Some(rate)).await;
     drain(receiver, warm).await?;
-    receiver.command("reset")?;
-    let alone = load(
-        client,
-        &server.base,
-        healthy,
-        args.clients,
-        args.duration,
-        Some(rate),
-    )
-    .await;
-    let alone = drain(receiver, alone).await?;
     let hole = black_hole().await?;
-    let mut dead_realms = Vec::new();
-    for i in 0..args.dead {
-        let url = format!("http://127.0.0.1:{hole}/dead/{i}");
-        dead_realms.extend(subscribe(client, &server.base, &url, 1).await?);
+    let (mut alone_p99s, mut crowded_p99s) = (Vec::new(), Vec::new());
+    for run in 0..args.runs.max(1) {
+        receiver.command("reset")?;
+        let sent = measure().await;
+        let alone = drain(receiver, sent).await?;
+        let dead = DeadEndpoints::start(client, &server.base, hole, args.dead).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        receiver.command("reset")?;
+        let sent = measure().await;
+        let crowded = drain(receiver, sent).await?;
+        dead.remove(client, &server.base).await?;
+        let p = |stats: &Value, key: &str| stats[key].as_f64().unwrap_or(0.0);
+        println!(
+            "run {run}: healthy p50/p99 alone {:.1}/{:.1} ms, with {} dead endpoints {:.1}/{:.1} ms (ratio of p99 {:.2})",
+            p(&alone, "p50_ms"),
+            p(&alone, "p99_ms"),
+            args.dead,
+            p(&crowded, "p50_ms"),
+            p(&crowded, "p99_ms"),
+            p(&crowded, "p99_ms") / p(&alone, "p99_ms").max(1e-9),
+        );
+        println!(
+            "  slowest alone (latency(event→made) ms@arrival): {}",
+            alone["slowest"]
+        );
+        println!("  slowest crowded: {}", crowded["slowest"]);
+        alone_p99s.push(p(&alone, "p99_ms"));
+        crowded_p99s.push(p(&crowded, "p99_ms"));
     }
-    // Keep every dead endpoint busy: a new notification for each whenever its previous
-    // attempt has timed out (the shipped delivery-timeout is 3 s), spread evenly.
-    let (base, dead_client, stop) = (server.base.clone(), client.clone(), Arc::new(AtomicU64::new(0)));
-    let feeder_stop = stop.clone();
-    let feeder = tokio::spawn(async move {
-        while feeder_stop.load(Ordering::Relaxed) == 0 {
-            let pause = Duration::from_secs(3) / dead_realms.len().max(1) as u32;
-            for realm in &dead_realms {
-                let events = json!([{"name": "Customer", "id": "dead", "operation": "Update"}]);
-                let _ = dead_client
-                    .post(format!("{base}/api/v1/realms/{realm}/events"))
-                    .bearer_auth(OPERATOR)
-                    .json(&events)
-                    .send()
-                    .await;
-                tokio::time::sleep(pause).await;
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    receiver.command("reset")?;
-    let crowded = load(
-        client,
-        &server.base,
-        healthy,
-        args.clients,
-        args.duration,
-        Some(rate),
-    )
-    .await;
-    let crowded = drain(receiver, crowded).await?;
-    stop.store(1, Ordering::Relaxed);
-    let _ = feeder.await;
+    let (alone, crowded) = (median(alone_p99s), median(crowded_p99s));
     println!(
-        "isolation at {rate:.0} events/s: healthy p50/p99 alone {:.1}/{:.1} ms, with {} dead endpoints {:.1}/{:.1} ms (ratio of p99 {:.2})",
-        alone["p50_ms"].as_f64().unwrap_or(0.0),
-        alone["p99_ms"].as_f64().unwrap_or(0.0),
+        "isolation at {rate:.0} events/s, median of {} runs: healthy p99 alone {alone:.1} ms, with {} dead endpoints {crowded:.1} ms (ratio {:.2})",
+        args.runs.max(1),
         args.dead,
-        crowded["p50_ms"].as_f64().unwrap_or(0.0),
-        crowded["p99_ms"].as_f64().unwrap_or(0.0),
-        crowded["p99_ms"].as_f64().unwrap_or(0.0) / alone["p99_ms"].as_f64().unwrap_or(1.0).max(1e-9),
+        crowded / alone.max(1e-9)
     );
     Ok(())
 }

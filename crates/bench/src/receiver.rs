@@ -25,19 +25,34 @@ fn percentile(sorted: &[f64], p: usize) -> f64 {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
 
+/// When the load generator sent `entity`, in microseconds: the last part of its id, or
+/// else its `lastUpdated`.
+fn sent_micros(entity: &Value) -> Option<i64> {
+    let from_id = entity["id"]
+        .as_str()
+        .and_then(|id| id.rsplit('-').next()?.parse::<i64>().ok());
+    from_id
+        .filter(|&micros| micros > 1_000_000_000_000_000)
+        .or_else(|| {
+            let at = ledgerhook_domain::Timestamp::parse(entity["lastUpdated"].as_str()?).ok()?;
+            Some(at.millis() * 1000)
+        })
+}
+
 /// Requests and events seen after the first `skip` requests, with latencies.
 fn stats(hook: &Receiver, skip: usize) -> Value {
     let now_wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
-        .as_millis() as i64;
+        .as_micros() as i64;
     let now = Instant::now();
     let seen = hook.requests();
     let seen = &seen[skip.min(seen.len())..];
     let mut latencies = Vec::new();
+    let mut timeline = Vec::new();
     let mut events = 0usize;
     for request in seen {
-        let arrived = now_wall - now.duration_since(request.started).as_millis() as i64;
+        let arrived = now_wall - now.duration_since(request.started).as_micros() as i64;
         let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
             continue;
         };
@@ -46,15 +61,28 @@ fn stats(hook: &Receiver, skip: usize) -> Value {
         };
         for entity in entities {
             events += 1;
-            if let Some(at) = entity["lastUpdated"]
-                .as_str()
-                .and_then(|t| ledgerhook_domain::Timestamp::parse(t).ok())
-            {
-                latencies.push((arrived - at.millis()) as f64);
+            if let Some(sent) = sent_micros(entity) {
+                let latency = arrived - sent;
+                latencies.push(latency as f64 / 1000.0);
+                // The notification id starts with its creation time in milliseconds.
+                let made = request
+                    .headers
+                    .get("webhook-id")
+                    .and_then(|id| i64::from_str_radix(id.get(4..16)?, 16).ok())
+                    .map_or(0, |made| made * 1000 - sent);
+                timeline.push((latency / 1000, (arrived / 1000) % 1_000_000, made / 1000));
             }
         }
     }
     latencies.sort_by(f64::total_cmp);
+    timeline.sort_unstable_by(|a, b| b.cmp(a));
+    timeline.truncate(20);
+    timeline.sort_unstable_by_key(|&(_, offset, _)| offset);
+    // "total(event→made)ms@arrival": arrival in milliseconds of the wall clock, modulo 10⁶.
+    let slowest: Vec<String> = timeline
+        .iter()
+        .map(|(l, o, m)| format!("{l}({m})ms@{o}"))
+        .collect();
     let span_ms = match (seen.first(), seen.last()) {
         (Some(a), Some(b)) => b.started.duration_since(a.started).as_secs_f64() * 1000.0,
         _ => 0.0,
@@ -64,7 +92,7 @@ fn stats(hook: &Receiver, skip: usize) -> Value {
         .filter_map(|r| r.headers.get("webhook-id").map(String::as_str))
         .collect();
     json!({"requests": seen.len(), "duplicates": seen.len() - distinct.len(), "events": events, "span_ms": span_ms,
-           "p50_ms": percentile(&latencies, 50), "p99_ms": percentile(&latencies, 99)})
+           "p50_ms": percentile(&latencies, 50), "p99_ms": percentile(&latencies, 99), "slowest": slowest})
 }
 
 /// Runs the receiver until its standard input ends.

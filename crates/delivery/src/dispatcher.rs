@@ -19,7 +19,7 @@ use ledgerhook_domain::{Ordering, Timestamp};
 use ledgerhook_store::model::SecretName;
 use ledgerhook_store::model::StoredSecret;
 use ledgerhook_store::notifications::Notification;
-use ledgerhook_store::queue::{AttemptRecord, AttemptResult, Candidate, Decision, DeliveryState};
+use ledgerhook_store::queue::{AttemptRecord, AttemptResult, Candidate, Decision, DeliveryState, Parking};
 use ledgerhook_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +38,10 @@ const MAX_IN_FLIGHT: usize = 2048;
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// Attempts claimed per endpoint, as a multiple of `max-in-flight-per-endpoint`.
 const CLAIM_DEPTH: usize = 2;
+/// How long an attempt is in flight before its stream's due notifications are parked
+/// until its lease ends; each later parking (for notifications made meanwhile) waits
+/// twice as long as the one before.
+const PARK_AFTER: Duration = Duration::from_millis(250);
 
 /// Why a manual send could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +87,7 @@ pub struct Dispatcher {
     owner: String,
     endpoints: Mutex<HashMap<String, Endpoint>>,
     in_flight: Arc<Semaphore>,
-    recorder: mpsc::Sender<(AttemptResult, oneshot::Sender<Result<(), String>>)>,
+    recorder: mpsc::Sender<RecordJob>,
     secrets_cache: Mutex<HashMap<String, (Instant, Vec<StoredSecret>)>>,
     attempts: Handle,
 }
@@ -110,7 +114,11 @@ struct Permits {
     sending: Arc<Semaphore>,
 }
 
-type RecordJob = (AttemptResult, oneshot::Sender<Result<(), String>>);
+/// What the recorder writes: a result (its sender waits for the commit) or a parking.
+enum RecordJob {
+    Result(AttemptResult, oneshot::Sender<Result<(), String>>),
+    Park(Parking),
+}
 
 /// What a queued attempt adds to its result.
 struct Claim<'a> {
@@ -120,6 +128,8 @@ struct Claim<'a> {
     strict: bool,
     /// The notification had failed attempts before.
     retried: bool,
+    /// The lease end the stream's notifications were parked until, if they were.
+    parked_until: Option<Timestamp>,
 }
 
 /// The stored result of `attempt`; `claim` is `None` for a manual send.
@@ -146,11 +156,12 @@ fn attempt_result(
         owner: claim.as_ref().map(|c| c.owner.to_owned()),
         strict: claim.as_ref().is_some_and(|c| c.strict),
         retried: claim.as_ref().is_some_and(|c| c.retried),
+        parked_until: claim.as_ref().and_then(|c| c.parked_until),
     }
 }
 
-/// Commits attempt results in groups: every result waiting at that moment goes into one
-/// transaction.
+/// Commits attempt results and parkings in groups: every job waiting at that moment goes
+/// into one transaction (parkings first: a stream's result always follows its parking).
 async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
@@ -160,9 +171,18 @@ async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
                 Err(_) => break,
             }
         }
-        let (results, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        let (mut parkings, mut results, mut replies) = (Vec::new(), Vec::new(), Vec::new());
+        for job in group {
+            match job {
+                RecordJob::Result(result, reply) => {
+                    results.push(result);
+                    replies.push(reply);
+                }
+                RecordJob::Park(parking) => parkings.push(parking),
+            }
+        }
         let outcome = store
-            .record_attempts(&results, Timestamp::now())
+            .record_round(&parkings, &results, Timestamp::now())
             .await
             .map_err(|e| e.to_string());
         if let Err(err) = &outcome {
@@ -298,7 +318,12 @@ impl Dispatcher {
     /// recorder is gone).
     async fn submit(&self, result: AttemptResult) -> Result<(), StoreError> {
         let (reply, committed) = oneshot::channel();
-        if self.recorder.send((result.clone(), reply)).await.is_err() {
+        if self
+            .recorder
+            .send(RecordJob::Result(result.clone(), reply))
+            .await
+            .is_err()
+        {
             return self
                 .options
                 .store
@@ -318,8 +343,14 @@ impl Dispatcher {
     }
 
     /// One queued attempt: send, decide by the retry policy, record, wake the loop.
-    async fn attempt(self: Arc<Self>, candidate: Candidate, state: DeliveryState, permits: Permits) {
-        let result = self.attempt_inner(&candidate, state, permits).await;
+    async fn attempt(
+        self: Arc<Self>,
+        candidate: Candidate,
+        state: DeliveryState,
+        permits: Permits,
+        until: Timestamp,
+    ) {
+        let result = self.attempt_inner(&candidate, state, permits, until).await;
         if let Err(err) = result {
             tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
             let _ = self.options.store.release_leases(&self.owner).await;
@@ -332,13 +363,18 @@ impl Dispatcher {
         candidate: &Candidate,
         state: DeliveryState,
         permits: Permits,
+        until: Timestamp,
     ) -> Result<(), SendError> {
-        let sending = permits.sending.clone().acquire_owned().await;
-        let attempt = self.send(&state.notification, &candidate.url).await;
-        // The request is over: the endpoint's permits are free while the result is
-        // recorded (the stream's lease keeps the realm's next notification back until then).
-        drop(sending);
-        drop(permits);
+        let exchange = async {
+            let sending = permits.sending.clone().acquire_owned().await;
+            let attempt = self.send(&state.notification, &candidate.url).await;
+            // The request is over: the endpoint's permits are free while the result is
+            // recorded (the stream's lease keeps the realm's next notification back until then).
+            drop(sending);
+            drop(permits);
+            attempt
+        };
+        let (attempt, parked_until) = self.parking_while(candidate, until, exchange).await;
         let attempt = attempt?;
         let decision = if attempt.outcome == Outcome::Success {
             Decision::Delivered
@@ -354,6 +390,7 @@ impl Dispatcher {
             owner: &self.owner,
             strict: candidate.strict,
             retried: state.notification.attempt_count > 0,
+            parked_until,
         };
         self.submit(attempt_result(
             &state.notification,
@@ -363,6 +400,36 @@ impl Dispatcher {
         ))
         .await?;
         Ok(())
+    }
+
+    /// Runs `exchange`; while it lasts longer than [`PARK_AFTER`] (then twice as long each
+    /// time), parks the stream's due notifications until `until`. Answers the exchange's
+    /// outcome and the lease end if anything was parked.
+    async fn parking_while<T>(
+        &self,
+        candidate: &Candidate,
+        until: Timestamp,
+        exchange: impl std::future::Future<Output = T>,
+    ) -> (T, Option<Timestamp>) {
+        tokio::pin!(exchange);
+        let (mut wait, mut parked) = (PARK_AFTER, None);
+        loop {
+            tokio::select! {
+                outcome = &mut exchange => return (outcome, parked),
+                _ = tokio::time::sleep(wait) => {
+                    let parking = Parking {
+                        config_id: candidate.config_id,
+                        realm_id: candidate.realm_id.clone(),
+                        from_seq: candidate.seq,
+                        until,
+                    };
+                    if self.recorder.send(RecordJob::Park(parking)).await.is_ok() {
+                        parked = Some(until);
+                    }
+                    wait *= 2;
+                }
+            }
+        }
     }
 
     /// Claims what is due and starts its attempts; answers (started, blocked) where
@@ -396,7 +463,7 @@ impl Dispatcher {
             let Some(state) = won else { continue };
             started += 1;
             let me = self.clone();
-            tasks.spawn_on(me.attempt(candidate, state, permit), &self.attempts);
+            tasks.spawn_on(me.attempt(candidate, state, permit, until), &self.attempts);
         }
         Ok((started, blocked))
     }

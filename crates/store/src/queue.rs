@@ -25,6 +25,21 @@ pub struct Candidate {
     pub strict: bool,
 }
 
+/// A stream whose attempt has been in flight for a while: its due notifications from
+/// `from_seq` on are parked until its lease ends, so that claim rounds stop walking past
+/// them (see [`Store::record_round`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parking {
+    /// The stream's configuration.
+    pub config_id: i64,
+    /// The stream's realm.
+    pub realm_id: String,
+    /// The notification in flight: rows from it on are parked.
+    pub from_seq: i64,
+    /// The end of the stream's lease: parked rows are due then.
+    pub until: Timestamp,
+}
+
 /// The stored form of an attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttemptRecord {
@@ -189,8 +204,37 @@ impl Store {
     /// leases they held. Attempts and notification updates are written a round at a
     /// time, each notification at most once per round.
     pub async fn record_attempts(&self, results: &[AttemptResult], now: Timestamp) -> Result<(), StoreError> {
+        self.record_round(&[], results, now).await
+    }
+
+    /// Parks `parkings` and records `results`, in one transaction.
+    ///
+    /// A stream's due notifications cannot be claimed while its lease is held, yet every
+    /// claim round walks past them in due order. A long attempt (a slow or dead endpoint)
+    /// therefore parks them: they become due at the lease's end, exactly (a crashed
+    /// owner's stream is claimable again then). A parked stream's result (its
+    /// `parked_until`) makes them due at once again before the decision is applied.
+    pub async fn record_round(
+        &self,
+        parkings: &[Parking],
+        results: &[AttemptResult],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let backend = self.backend();
         let mut tx = self.writer().begin().await?;
+        park(&mut tx, backend, parkings, now).await?;
+        let unparked: Vec<Parking> = results
+            .iter()
+            .filter_map(|r| {
+                Some(Parking {
+                    config_id: r.config_id?,
+                    realm_id: r.realm_id.clone(),
+                    from_seq: r.seq,
+                    until: r.parked_until?,
+                })
+            })
+            .collect();
+        unpark(&mut tx, backend, &unparked, now).await?;
         for round in rounds_by_notification(results) {
             for chunk in round.chunks(ROWS_PER_STATEMENT) {
                 insert_attempts(&mut tx, backend, chunk).await?;
@@ -235,12 +279,36 @@ impl Store {
         Ok(())
     }
 
-    /// Releases every lease `owner` holds (a stopping node's unfinished attempts).
+    /// Releases every lease `owner` holds (a stopping node's unfinished attempts); what
+    /// their streams had parked is due at once.
     pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM stream_leases WHERE owner = $1")
-            .bind(owner)
-            .execute(self.writer())
-            .await?;
+        self.release_where("owner = $1", Some(owner)).await
+    }
+
+    /// Deletes the leases `condition` selects and makes their parked notifications due now.
+    async fn release_where(&self, condition: &str, owner: Option<&str>) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let sql =
+            format!("DELETE FROM stream_leases WHERE {condition} RETURNING config_id, realm_id, lease_until");
+        let mut query = sqlx::query(&sql);
+        if let Some(owner) = owner {
+            query = query.bind(owner);
+        }
+        let released = query
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Parking {
+                    config_id: row.try_get("config_id")?,
+                    realm_id: row.try_get("realm_id")?,
+                    from_seq: 0,
+                    until: Timestamp(row.try_get("lease_until")?),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        unpark(&mut tx, self.backend(), &released, Timestamp::now()).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -251,10 +319,7 @@ impl Store {
         if self.backend() != Backend::Sqlite {
             return Ok(());
         }
-        sqlx::query("DELETE FROM stream_leases")
-            .execute(self.writer())
-            .await?;
-        Ok(())
+        self.release_where("1 = 1", None).await
     }
 
     /// When the next notification is due, if any is queued.
@@ -391,9 +456,84 @@ pub struct AttemptResult {
     pub strict: bool,
     /// It had failed attempts before this one.
     pub retried: bool,
+    /// The end of the lease its stream was parked until, if the attempt parked it.
+    pub parked_until: Option<Timestamp>,
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Parks each stream's due notifications from `from_seq` on until `until` (one statement
+/// per 200 streams; nothing when there are none).
+async fn park(
+    tx: &mut Tx,
+    backend: Backend,
+    parkings: &[Parking],
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    move_parked(tx, backend, parkings, now, Direction::Park).await
+}
+
+/// Makes what `parkings` parked due at `now`: the stream's notifications from `from_seq`
+/// on that are due exactly at the lease's end.
+async fn unpark(
+    tx: &mut Tx,
+    backend: Backend,
+    parkings: &[Parking],
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    move_parked(tx, backend, parkings, now, Direction::Unpark).await
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Park,
+    Unpark,
+}
+
+async fn move_parked(
+    tx: &mut Tx,
+    backend: Backend,
+    parkings: &[Parking],
+    now: Timestamp,
+    direction: Direction,
+) -> Result<(), sqlx::Error> {
+    for chunk in parkings.chunks(ROWS_PER_STATEMENT) {
+        // Parameters are bound in the order they appear (SQLite's are anonymous).
+        let mut params = Params::new(backend);
+        let (set, values, due) = match direction {
+            Direction::Park => {
+                let values = params.rows(chunk.len(), 4);
+                ("v.column4".to_owned(), values, format!("<= {}", params.next()))
+            }
+            Direction::Unpark => {
+                let now = params.next();
+                (now, params.rows(chunk.len(), 4), "= v.column4".to_owned())
+            }
+        };
+        let sql = format!(
+            "UPDATE notifications SET next_attempt_at = {set} FROM (VALUES {values}) AS v \
+             WHERE notifications.config_id = v.column1 AND notifications.realm_id = v.column2 \
+             AND notifications.seq >= v.column3 AND notifications.status IN ('pending', 'retrying') \
+             AND notifications.test = 0 AND notifications.next_attempt_at {due}"
+        );
+        let mut query = sqlx::query(&sql);
+        if let Direction::Unpark = direction {
+            query = query.bind(now.millis());
+        }
+        for parking in chunk {
+            query = query
+                .bind(parking.config_id)
+                .bind(parking.realm_id.as_str())
+                .bind(parking.from_seq)
+                .bind(parking.until.millis());
+        }
+        if let Direction::Park = direction {
+            query = query.bind(now.millis());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
 
 /// Takes the leases of `candidates`' streams that are free or expired; answers the
 /// streams taken.

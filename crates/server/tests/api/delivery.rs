@@ -17,6 +17,7 @@ on_both_backends!(
     best_effort_ordering_does_not_wait_for_a_retry,
     strict_ordering_waits_for_the_older_notification,
     a_stream_waiting_for_a_retry_is_not_due_before_it,
+    a_long_attempt_parks_its_stream_until_it_ends,
     a_timeout_counts_as_a_failure,
     one_attempt_in_flight_per_realm_while_realms_run_in_parallel,
     a_test_send_is_signed_and_listed,
@@ -248,6 +249,48 @@ async fn a_stream_waiting_for_a_retry_is_not_due_before_it(kind: Kind) {
         .collect();
     let expected = [("older", 500), ("older", 200), ("middle", 200), ("newer", 200)];
     assert_eq!(order, expected.map(|(id, s)| (id.to_owned(), s)));
+}
+
+async fn a_long_attempt_parks_its_stream_until_it_ends(kind: Kind) {
+    let pki = receiver::pki();
+    // Leases last 2 × 2 s + 5 s = 9 s.
+    let Some((server, _dir)) =
+        delivery_server(kind, &pki, |c| c.delivery_timeout = Duration::from_secs(2)).await
+    else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(200, Duration::from_millis(1500));
+    let (company, _) = subscribed(&server, &hook, json!({})).await;
+    let started = Instant::now();
+    ingest_one(&server, &company.realm_id, "first").await;
+    // The first attempt is in flight; the second notification cannot be claimed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ingest_one(&server, &company.realm_id, "second").await;
+    // Past the first parking (250 ms) and the second (750 ms), before the answer.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let stored = server.stored_notifications(&company.app_id).await;
+    assert_eq!(stored.len(), 2);
+    let soon = ledgerhook_domain::Timestamp::now().millis() + 5_000;
+    for parked in &stored {
+        assert_eq!(parked.status, NotificationStatus::Pending);
+        let due = parked.next_attempt_at.unwrap().millis();
+        assert!(
+            due > soon,
+            "{} is due at {due}, not parked until the lease ends",
+            parked.id
+        );
+    }
+    // When the answer is recorded the rest of the stream is due at once, not at the
+    // lease's end.
+    let seen = hook.wait_for(2, Duration::from_secs(8)).await;
+    let order: Vec<String> = seen.iter().map(|r| entity_ids(r)[0].clone()).collect();
+    assert_eq!(order, ["first", "second"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the second notification waited for the lease: {:?}",
+        started.elapsed()
+    );
 }
 
 async fn a_timeout_counts_as_a_failure(kind: Kind) {
