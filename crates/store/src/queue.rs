@@ -676,17 +676,20 @@ async fn insert_attempts(
     Ok(())
 }
 
-/// Applies each result's decision to its notification and releases the notification's
-/// lease. `Unchanged` (a failed manual redelivery) keeps status and due time.
+/// Applies each result's decision to its notification. `Unchanged` (a failed manual
+/// redelivery) keeps status and due time; so does any failure of a notification that
+/// was dropped or held while its attempt was in flight (its configuration or connection
+/// was deleted, or its configuration blacklisted): only a delivery changes those.
 async fn update_notifications(
     tx: &mut Tx,
     backend: Backend,
     results: &[&AttemptResult],
 ) -> Result<(), sqlx::Error> {
     let mut params = Params::new(backend);
+    let keep = "v.column2 = '' OR (notifications.status IN ('dropped', 'held') AND v.column2 <> 'delivered')";
     let sql = format!(
-        "UPDATE notifications SET status = CASE WHEN v.column2 = '' THEN notifications.status ELSE v.column2 END, \
-         next_attempt_at = CASE WHEN v.column2 = '' THEN notifications.next_attempt_at ELSE v.column3 END, \
+        "UPDATE notifications SET status = CASE WHEN {keep} THEN notifications.status ELSE v.column2 END, \
+         next_attempt_at = CASE WHEN {keep} THEN notifications.next_attempt_at ELSE v.column3 END, \
          attempt_count = notifications.attempt_count + 1, \
          first_attempt_at = COALESCE(notifications.first_attempt_at, v.column4) \
          FROM (VALUES {}) AS v WHERE notifications.seq = v.column1",

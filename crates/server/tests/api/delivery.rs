@@ -18,6 +18,7 @@ on_both_backends!(
     strict_ordering_waits_for_the_older_notification,
     a_stream_waiting_for_a_retry_is_not_due_before_it,
     a_long_attempt_parks_its_stream_until_it_ends,
+    a_notification_dropped_during_its_attempt_stays_dropped,
     a_timeout_counts_as_a_failure,
     one_attempt_in_flight_per_realm_while_realms_run_in_parallel,
     a_test_send_is_signed_and_listed,
@@ -291,6 +292,34 @@ async fn a_long_attempt_parks_its_stream_until_it_ends(kind: Kind) {
         "the second notification waited for the lease: {:?}",
         started.elapsed()
     );
+}
+
+async fn a_notification_dropped_during_its_attempt_stays_dropped(kind: Kind) {
+    let pki = receiver::pki();
+    let Some((server, _dir)) = delivery_server(kind, &pki, |_| {}).await else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(500, Duration::from_millis(800));
+    let (company, _) = subscribed(&server, &hook, json!({})).await;
+    ingest_one(&server, &company.realm_id, "1").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let path = format!("/api/v1/apps/{}/webhooks/sandbox", company.app_id);
+    let (status, _) = server.call(Method::DELETE, &path, Some(OPERATOR), None).await;
+    assert_eq!(status, 204);
+    // The failed attempt is recorded after the deletion: it must not queue a retry.
+    assert_eq!(hook.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stored = loop {
+        let stored = server.stored_notifications(&company.app_id).await;
+        if stored[0].attempt_count == 1 || Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(stored[0].attempt_count, 1);
+    assert_eq!(stored[0].status, NotificationStatus::Dropped);
+    assert_eq!(stored[0].next_attempt_at, None);
 }
 
 async fn a_timeout_counts_as_a_failure(kind: Kind) {
