@@ -109,6 +109,20 @@ impl Inbox {
         Ok(())
     }
 
+    /// Marks every entry up to `seq` processed.
+    pub async fn done_through(&self, seq: i64) -> Result<(), InboxError> {
+        sqlx::query("UPDATE inbox SET done = 1 WHERE seq <= ? AND done = 0")
+            .bind(seq)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The connection, for the worker's bookkeeping in the same file.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Closes the file.
     pub async fn close(&self) {
         self.pool.close().await;

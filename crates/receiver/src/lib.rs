@@ -8,6 +8,9 @@
 //! - [`inbox`]: the durable local queue (a SQLite file) notifications are appended to
 //!   before they are answered.
 //! - [`handler`]: the ready-made axum endpoint — verify, append, answer `200`.
+//! - [`worker`]: applies the inbox to the app's copy realm by realm, in `lastUpdated`
+//!   order, skipping what was already applied, and repairs missed notifications
+//!   through CDC.
 //!
 //! `verify` and `payload` depend on no web framework; any stack hands them the raw body
 //! and the headers.
@@ -26,3 +29,4 @@ pub mod handler;
 pub mod inbox;
 pub mod payload;
 pub mod verify;
+pub mod worker;

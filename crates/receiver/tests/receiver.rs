@@ -273,3 +273,247 @@ mod endpoint {
         ));
     }
 }
+
+mod worker {
+    use ledgerhook_domain::Operation;
+    use ledgerhook_receiver::handler::{router, HandlerOptions};
+    use ledgerhook_receiver::inbox::Inbox;
+    use ledgerhook_receiver::worker::{Apply, Change, Repair, Worker};
+    use ledgerhook_server::{Config, Server};
+    use ledgerhook_testkit::{Kind, TestDatabase};
+    use serde_json::{json, Value};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// The app's copy: every change applied, in order.
+    #[derive(Default)]
+    struct Copy {
+        applied: Mutex<Vec<Change>>,
+    }
+
+    impl Apply for Copy {
+        async fn apply(&self, change: &Change) -> Result<(), String> {
+            self.applied.lock().unwrap().push(change.clone());
+            Ok(())
+        }
+    }
+
+    impl Copy {
+        /// The latest change applied to each entity.
+        fn latest(&self) -> HashMap<(String, String), Change> {
+            let mut latest = HashMap::new();
+            for change in self.applied.lock().unwrap().iter() {
+                latest.insert((change.entity.clone(), change.entity_id.clone()), change.clone());
+            }
+            latest
+        }
+
+        /// Panics if an entity was ever given an older state after a newer one.
+        fn assert_never_older(&self) {
+            let mut seen: HashMap<(String, String, String), i64> = HashMap::new();
+            for c in self.applied.lock().unwrap().iter() {
+                let key = (c.realm_id.clone(), c.entity.clone(), c.entity_id.clone());
+                let at = c.last_updated.millis();
+                if let Some(before) = seen.insert(key.clone(), at) {
+                    assert!(at > before, "{key:?} was applied at {at} after {before}");
+                }
+            }
+        }
+    }
+
+    fn notification(realm: &str, changes: &[(&str, &str, i64)]) -> Vec<u8> {
+        let entities: Vec<Value> = changes
+            .iter()
+            .map(|(id, operation, at)| {
+                json!({"name": "Customer", "id": id, "operation": operation,
+                       "lastUpdated": ledgerhook_domain::Timestamp(*at).to_rfc3339()})
+            })
+            .collect();
+        serde_json::to_vec(&json!({"eventNotifications": [
+            {"realmId": realm, "dataChangeEvent": {"entities": entities}}]}))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn changes_are_applied_per_realm_in_order_once_and_never_older_over_newer() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(&dir.path().join("inbox.db")).await.unwrap();
+        let t = 1_795_000_000_000;
+        // Out of order within a notification, a newer state before an older one across
+        // notifications, a redelivered notification, and a second realm.
+        let bodies = [
+            notification("1", &[("7", "Update", t + 2000), ("7", "Create", t)]),
+            notification("2", &[("7", "Create", t + 500)]),
+            notification("1", &[("7", "Update", t + 1000), ("8", "Create", t + 1500)]),
+            notification("1", &[("7", "Update", t + 2000), ("7", "Create", t)]),
+        ];
+        for (i, body) in bodies.iter().enumerate() {
+            inbox
+                .append(Some(&format!("ntf_{i}")), "application/json", body, t)
+                .await
+                .unwrap();
+        }
+        let worker = Worker::new(inbox.clone(), Copy::default(), None).await.unwrap();
+        let done = worker.run_once().await.unwrap();
+        // The repeated 7@0 and 7@2000 are skipped.
+        assert_eq!((done.entries, done.applied, done.skipped), (4, 5, 2), "{done:?}");
+        let applied = |realm: &str| -> Vec<(String, Operation, i64)> {
+            worker
+                .app()
+                .applied
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.realm_id == realm)
+                .map(|c| (c.entity_id.clone(), c.operation, c.last_updated.millis() - t))
+                .collect()
+        };
+        // Each realm's pending changes, merged and applied in lastUpdated order.
+        let expected = [
+            ("7", Operation::Create, 0),
+            ("7", Operation::Update, 1000),
+            ("8", Operation::Create, 1500),
+            ("7", Operation::Update, 2000),
+        ];
+        assert_eq!(applied("1"), expected.map(|(e, o, at)| (e.to_owned(), o, at)));
+        assert_eq!(applied("2"), [("7".to_owned(), Operation::Create, 500)]);
+        worker.app().assert_never_older();
+        assert!(inbox.pending(10).await.unwrap().is_empty());
+        // After a restart: an older state arriving late, and a redelivery, change nothing.
+        inbox
+            .append(
+                Some("ntf_4"),
+                "application/json",
+                &notification("1", &[("7", "Update", t + 1500)]),
+                t,
+            )
+            .await
+            .unwrap();
+        inbox
+            .append(Some("ntf_0"), "application/json", &bodies[0], t)
+            .await
+            .unwrap();
+        let worker = Worker::new(inbox.clone(), Copy::default(), None).await.unwrap();
+        let done = worker.run_once().await.unwrap();
+        assert_eq!((done.entries, done.applied, done.skipped), (2, 0, 3));
+        assert!(worker.app().applied.lock().unwrap().is_empty());
+    }
+
+    /// A Ledgerhook server delivering to a receiver built on the SDK.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missed_notification_is_repaired_from_cdc_by_the_next_one() {
+        const OPERATOR: &str = "operator-token-for-receiver-tests";
+        let db = TestDatabase::new(Kind::Sqlite).await.unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: db.url.clone(),
+            admin_token: Some(OPERATOR.to_owned()),
+            allow_http: true,
+            allow_private_networks: true,
+            sandbox_batch_window: Duration::ZERO,
+            ..Config::default()
+        };
+        let server = Server::start(config).await.unwrap();
+        let base = format!("http://{}", server.local_addr);
+        tokio::spawn(server.run(std::future::pending()));
+        let client = reqwest::Client::new();
+        let call = |method: reqwest::Method, path: String, body: Value| {
+            let request = client
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(OPERATOR)
+                .json(&body);
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                assert!(status.is_success(), "{status}: {body}");
+                body
+            }
+        };
+        use reqwest::Method;
+        let realm = call(
+            Method::POST,
+            "/api/v1/realms".into(),
+            json!({"name": "R", "environment": "sandbox"}),
+        )
+        .await;
+        let realm = realm["id"].as_str().unwrap().to_owned();
+        let app = call(Method::POST, "/api/v1/apps".into(), json!({"name": "Mirror"})).await;
+        let app_id = app["id"].as_str().unwrap().to_owned();
+        let grant = call(
+            Method::POST,
+            format!("/api/v1/apps/{app_id}/connections"),
+            json!({"realm_id": realm}),
+        )
+        .await;
+
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(&dir.path().join("inbox.db")).await.unwrap();
+        let options = HandlerOptions {
+            verifier_tokens: vec![app["verifier_token"].as_str().unwrap().to_owned()],
+            signing_secrets: vec![app["signing_secret"].as_str().unwrap().to_owned()],
+            max_body_bytes: 1 << 20,
+        };
+        let endpoint = router("/hook", inbox.clone(), options).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, endpoint).await.unwrap() });
+        let subscribe = json!({"url": hook, "entities": "*"});
+        let webhooks = format!("/api/v1/apps/{app_id}/webhooks/sandbox");
+        call(Method::PUT, webhooks.clone(), subscribe.clone()).await;
+
+        let repair = Repair {
+            base_url: base.clone(),
+            entities: vec!["Customer".into()],
+            tokens: HashMap::from([(realm.clone(), grant["access_token"].as_str().unwrap().to_owned())]),
+            margin: Duration::from_secs(1),
+            client: reqwest::Client::new(),
+        };
+        let worker = Worker::new(inbox.clone(), Copy::default(), Some(repair))
+            .await
+            .unwrap();
+        let ingest = |id: &str, operation: &str, name: &str| {
+            let events = json!([{"name": "Customer", "id": id, "operation": operation,
+                                 "data": {"DisplayName": name}}]);
+            call(Method::POST, format!("/api/v1/realms/{realm}/events"), events)
+        };
+        let until = |expected: usize| {
+            let (worker, inbox) = (worker.clone(), inbox.clone());
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut entries = 0;
+                while entries < expected && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let _ = &inbox;
+                    entries += worker.run_once().await.unwrap().entries;
+                }
+                assert_eq!(entries, expected, "notifications processed");
+            }
+        };
+        ingest("1", "Create", "Ada").await;
+        until(1).await;
+        // While the app has no subscription, customer 2 is created: no notification.
+        call(Method::DELETE, webhooks.clone(), Value::Null).await;
+        ingest("2", "Create", "Grace").await;
+        call(Method::PUT, webhooks.clone(), subscribe).await;
+        ingest("1", "Update", "Ada L.").await;
+        until(1).await;
+
+        let copy = worker.app();
+        copy.assert_never_older();
+        let latest = copy.latest();
+        let name = |id: &str| {
+            latest[&("Customer".to_owned(), id.to_owned())]
+                .body
+                .as_ref()
+                .map(|b| b["DisplayName"].clone())
+        };
+        assert_eq!(name("1"), Some(json!("Ada L.")), "{latest:?}");
+        assert_eq!(
+            name("2"),
+            Some(json!("Grace")),
+            "customer 2 was not repaired: {latest:?}"
+        );
+    }
+}
