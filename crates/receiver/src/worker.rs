@@ -25,38 +25,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One change to apply to the app's copy.
+/// One change to apply to the app's copy: an event, from a notification or found
+/// through CDC, and the entity's body when CDC gave it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
-    /// The realm (company).
-    pub realm_id: String,
-    /// Entity type (`"Customer"`).
-    pub entity: String,
-    /// Entity id.
-    pub entity_id: String,
-    /// What happened (`Update` or `Delete` for a change found through CDC).
-    pub operation: Operation,
-    /// When it happened.
-    pub last_updated: Timestamp,
-    /// For merges: the id merged away.
-    pub deleted_id: Option<String>,
-    /// The entity as of `last_updated` when the change came from CDC (a tombstone for a
-    /// deleted entity: `{"status":"Deleted", "Id": …}`); `None` from a notification,
-    /// which names the entity only.
+    /// What changed, when (`Update` or `Delete` for a change found through CDC).
+    pub event: Event,
+    /// The entity as of `event.last_updated` when the change came from CDC (a tombstone
+    /// for a deleted entity: `{"status":"Deleted", "Id": …}`); `None` from a
+    /// notification, which names the entity only.
     pub body: Option<Value>,
 }
 
 impl From<Event> for Change {
     fn from(event: Event) -> Change {
-        Change {
-            realm_id: event.realm_id,
-            entity: event.entity,
-            entity_id: event.entity_id,
-            operation: event.operation,
-            last_updated: event.last_updated,
-            deleted_id: event.deleted_id,
-            body: None,
-        }
+        Change { event, body: None }
     }
 }
 
@@ -103,6 +86,9 @@ pub enum WorkerError {
         /// What the app said.
         message: String,
     },
+    /// A realm's task panicked (in the app's [`Apply`]).
+    #[error("a realm's round panicked: {0}")]
+    Panicked(String),
     /// CDC could not be read.
     #[error("CDC for realm {realm_id} failed: {message}")]
     Cdc {
@@ -224,14 +210,7 @@ impl<A: Apply> Worker<A> {
                 match joined {
                     Ok(Ok(done)) => round.add(&done),
                     Ok(Err(err)) => failure = Some(err),
-                    Err(err) => {
-                        failure = Some(WorkerError::Apply {
-                            realm_id: String::new(),
-                            entity: String::new(),
-                            entity_id: String::new(),
-                            message: err.to_string(),
-                        })
-                    }
+                    Err(err) => failure = Some(WorkerError::Panicked(err.to_string())),
                 }
             }
             if let Some(err) = failure {
@@ -301,12 +280,12 @@ impl<A: Apply> Worker<A> {
         let known: Option<i64> = sqlx::query_scalar(
             "SELECT last_updated FROM worker_applied WHERE realm_id = ? AND entity = ? AND entity_id = ?",
         )
-        .bind(&change.realm_id)
-        .bind(&change.entity)
-        .bind(&change.entity_id)
+        .bind(&change.event.realm_id)
+        .bind(&change.event.entity)
+        .bind(&change.event.entity_id)
         .fetch_optional(pool)
         .await?;
-        if known.is_some_and(|k| k >= change.last_updated.millis()) {
+        if known.is_some_and(|k| k >= change.event.last_updated.millis()) {
             return Ok(false);
         }
         self.inner
@@ -314,19 +293,19 @@ impl<A: Apply> Worker<A> {
             .apply(&change)
             .await
             .map_err(|message| WorkerError::Apply {
-                realm_id: change.realm_id.clone(),
-                entity: change.entity.clone(),
-                entity_id: change.entity_id.clone(),
+                realm_id: change.event.realm_id.clone(),
+                entity: change.event.entity.clone(),
+                entity_id: change.event.entity_id.clone(),
                 message,
             })?;
         sqlx::query(
             "INSERT INTO worker_applied (realm_id, entity, entity_id, last_updated) VALUES (?, ?, ?, ?) \
              ON CONFLICT (realm_id, entity, entity_id) DO UPDATE SET last_updated = excluded.last_updated",
         )
-        .bind(&change.realm_id)
-        .bind(&change.entity)
-        .bind(&change.entity_id)
-        .bind(change.last_updated.millis())
+        .bind(&change.event.realm_id)
+        .bind(&change.event.entity)
+        .bind(&change.event.entity_id)
+        .bind(change.event.last_updated.millis())
         .execute(pool)
         .await?;
         Ok(true)
@@ -347,8 +326,8 @@ impl<A: Apply> Worker<A> {
         loop {
             let mut changes = cdc(repair, realm_id, token, Timestamp(since)).await?;
             let full = changes.len() >= CDC_PAGE;
-            changes.sort_by_key(|c| c.last_updated);
-            let newest = changes.last().map(|c| c.last_updated.millis());
+            changes.sort_by_key(|c| c.event.last_updated);
+            let newest = changes.last().map(|c| c.event.last_updated.millis());
             for change in changes {
                 if self.apply_if_newer(change).await? {
                     done.applied += 1;
@@ -469,12 +448,15 @@ pub fn cdc_changes(realm_id: &str, answer: &Value) -> Result<Vec<Change>, String
                     Operation::Update
                 };
                 changes.push(Change {
-                    realm_id: realm_id.to_owned(),
-                    entity: entity.clone(),
-                    entity_id: id.to_owned(),
-                    operation,
-                    last_updated,
-                    deleted_id: None,
+                    event: Event {
+                        realm_id: realm_id.to_owned(),
+                        entity: entity.clone(),
+                        entity_id: id.to_owned(),
+                        operation,
+                        last_updated,
+                        deleted_id: None,
+                        event_id: None,
+                    },
                     body: Some(object.clone()),
                 });
             }

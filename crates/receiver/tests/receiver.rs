@@ -304,7 +304,10 @@ mod worker {
         fn latest(&self) -> HashMap<(String, String), Change> {
             let mut latest = HashMap::new();
             for change in self.applied.lock().unwrap().iter() {
-                latest.insert((change.entity.clone(), change.entity_id.clone()), change.clone());
+                latest.insert(
+                    (change.event.entity.clone(), change.event.entity_id.clone()),
+                    change.clone(),
+                );
             }
             latest
         }
@@ -313,8 +316,12 @@ mod worker {
         fn assert_never_older(&self) {
             let mut seen: HashMap<(String, String, String), i64> = HashMap::new();
             for c in self.applied.lock().unwrap().iter() {
-                let key = (c.realm_id.clone(), c.entity.clone(), c.entity_id.clone());
-                let at = c.last_updated.millis();
+                let key = (
+                    c.event.realm_id.clone(),
+                    c.event.entity.clone(),
+                    c.event.entity_id.clone(),
+                );
+                let at = c.event.last_updated.millis();
                 if let Some(before) = seen.insert(key.clone(), at) {
                     assert!(at > before, "{key:?} was applied at {at} after {before}");
                 }
@@ -365,8 +372,14 @@ mod worker {
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|c| c.realm_id == realm)
-                .map(|c| (c.entity_id.clone(), c.operation, c.last_updated.millis() - t))
+                .filter(|c| c.event.realm_id == realm)
+                .map(|c| {
+                    (
+                        c.event.entity_id.clone(),
+                        c.event.operation,
+                        c.event.last_updated.millis() - t,
+                    )
+                })
                 .collect()
         };
         // Each realm's pending changes, merged and applied in lastUpdated order.
