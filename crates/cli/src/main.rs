@@ -2,7 +2,10 @@
 //!
 //! - `ledgerhook serve`: the whole server in one process.
 //! - `ledgerhook config`: prints the effective settings and where each came from.
+//! - `ledgerhook mirror`: the receiver SDK's reference app, a local copy of connected
+//!   realms' entities.
 
+mod mirror;
 mod settings;
 
 use anyhow::Context;
@@ -22,6 +25,7 @@ fn cli() -> Command {
         .subcommand(settings::add_args(
             Command::new("config").about("Print the effective settings and where each came from"),
         ))
+        .subcommand(mirror::command())
 }
 
 fn main() -> ExitCode {
@@ -29,6 +33,10 @@ fn main() -> ExitCode {
     let result = match matches.subcommand() {
         Some(("serve", args)) => serve(args),
         Some(("config", args)) => print_config(args),
+        Some(("mirror", args)) => {
+            init_logging();
+            mirror::run(args)
+        }
         _ => unreachable!("clap requires a known subcommand"),
     };
     match result {

@@ -3,7 +3,6 @@
 //! that was answered survives a crash of the app or the machine. A worker takes the
 //! entries in order and marks them done.
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 
@@ -36,15 +35,7 @@ pub struct Inbox {
 impl Inbox {
     /// Opens (creating if needed) the inbox file at `path`.
     pub async fn open(path: &Path) -> Result<Inbox, InboxError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        let pool = crate::sqlite::open_durable(path).await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, webhook_id TEXT, \
              content_type TEXT NOT NULL, body BLOB NOT NULL, received_at INTEGER NOT NULL, \

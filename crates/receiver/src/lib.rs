@@ -11,6 +11,8 @@
 //! - [`worker`]: applies the inbox to the app's copy realm by realm, in `lastUpdated`
 //!   order, skipping what was already applied, and repairs missed notifications
 //!   through CDC.
+//! - [`mirror`]: the reference app behind `ledgerhook mirror` — a local copy of every
+//!   connected realm's entities, and a check that it equals the server's.
 //!
 //! `verify` and `payload` depend on no web framework; any stack hands them the raw body
 //! and the headers.
@@ -27,6 +29,8 @@
 
 pub mod handler;
 pub mod inbox;
+pub mod mirror;
 pub mod payload;
+mod sqlite;
 pub mod verify;
 pub mod worker;

@@ -318,29 +318,18 @@ impl<A: Apply> Worker<A> {
         let Some(repair) = &self.inner.repair else {
             return Ok(done);
         };
-        let Some(token) = repair.tokens.get(realm_id) else {
+        if !repair.tokens.contains_key(realm_id) {
             return Ok(done);
-        };
-        let floor = Timestamp::now().millis() - CDC_LOOK_BACK_MS;
-        let mut since = (since.millis() - repair.margin.as_millis() as i64).max(floor);
-        loop {
-            let mut changes = cdc(repair, realm_id, token, Timestamp(since)).await?;
-            let full = changes.len() >= CDC_PAGE;
-            changes.sort_by_key(|c| c.event.last_updated);
-            let newest = changes.last().map(|c| c.event.last_updated.millis());
-            for change in changes {
-                if self.apply_if_newer(change).await? {
-                    done.applied += 1;
-                } else {
-                    done.skipped += 1;
-                }
-            }
-            match newest {
-                // The 1,000 oldest came back: ask again from the newest of them.
-                Some(newest) if full && newest > since => since = newest,
-                _ => return Ok(done),
+        }
+        let since = Timestamp(since.millis() - repair.margin.as_millis() as i64);
+        for change in changes_since(repair, realm_id, since).await? {
+            if self.apply_if_newer(change).await? {
+                done.applied += 1;
+            } else {
+                done.skipped += 1;
             }
         }
+        Ok(done)
     }
 
     /// Repairs every realm that has a token, since the last full repair (or as far back
@@ -386,6 +375,36 @@ impl<A: Apply> Worker<A> {
             }
         }
     }
+}
+
+/// Every change CDC reports for `realm_id` since `since` (no further back than CDC
+/// allows), oldest first: CDC answers the 1,000 oldest, so a full answer is followed by
+/// a call from the newest of them. Fails for a realm without a token.
+pub async fn changes_since(
+    repair: &Repair,
+    realm_id: &str,
+    since: Timestamp,
+) -> Result<Vec<Change>, WorkerError> {
+    let token = repair.tokens.get(realm_id).ok_or_else(|| WorkerError::Cdc {
+        realm_id: realm_id.to_owned(),
+        message: "no access token for this realm".to_owned(),
+    })?;
+    let floor = Timestamp::now().millis() - CDC_LOOK_BACK_MS;
+    let mut since = since.millis().max(floor);
+    let mut all = Vec::new();
+    loop {
+        let mut changes = cdc(repair, realm_id, token, Timestamp(since)).await?;
+        let full = changes.len() >= CDC_PAGE;
+        changes.sort_by_key(|c| c.event.last_updated);
+        let newest = changes.last().map(|c| c.event.last_updated.millis());
+        all.extend(changes);
+        match newest {
+            Some(newest) if full && newest > since => since = newest,
+            _ => break,
+        }
+    }
+    all.sort_by_key(|c| c.event.last_updated);
+    Ok(all)
 }
 
 /// One CDC call: the changes of `repair.entities` in `realm_id` since `since`.

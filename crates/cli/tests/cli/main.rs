@@ -2,6 +2,7 @@
 //! shutdown and restarts.
 
 mod crash;
+mod mirror;
 mod nodes;
 mod support;
 
