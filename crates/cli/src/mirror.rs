@@ -215,13 +215,7 @@ impl Options {
             data: PathBuf::from(args.get_one::<String>("data").expect("default")),
             listen,
             path,
-            repair: Repair {
-                base_url: server.clone(),
-                entities,
-                tokens,
-                margin: Duration::from_secs(60),
-                client: reqwest::Client::new(),
-            },
+            repair: Repair::new(server, entities, tokens),
         })
     }
 }

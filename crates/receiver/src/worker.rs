@@ -68,6 +68,21 @@ pub struct Repair {
     pub client: reqwest::Client,
 }
 
+impl Repair {
+    /// Repair through `base_url` for `entities`, with a token per realm, looking back one
+    /// minute before each previous notification, with a fresh HTTP client (rustls, the
+    /// system's roots).
+    pub fn new(base_url: &str, entities: Vec<String>, tokens: HashMap<String, String>) -> Repair {
+        Repair {
+            base_url: base_url.to_owned(),
+            entities,
+            tokens,
+            margin: Duration::from_secs(60),
+            client: reqwest::Client::new(),
+        }
+    }
+}
+
 /// Why the worker stopped a round.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -370,8 +385,16 @@ impl<A: Apply> Worker<A> {
         loop {
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                _ = full_repair.tick() => { let _ = self.repair_all().await; }
-                _ = tick.tick() => { let _ = self.run_once().await; }
+                _ = full_repair.tick() => {
+                    if let Err(err) = self.repair_all().await {
+                        tracing::warn!(error = %err, "the daily CDC repair failed; trying again tomorrow");
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Err(err) = self.run_once().await {
+                        tracing::warn!(error = %err, "a worker round failed; trying again at the next poll");
+                    }
+                }
             }
         }
     }
