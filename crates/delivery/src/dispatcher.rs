@@ -353,7 +353,13 @@ impl Dispatcher {
         let result = self.attempt_inner(&candidate, state, permits, until).await;
         if let Err(err) = result {
             tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
-            let _ = self.options.store.release_leases(&self.owner).await;
+            let release =
+                self.options
+                    .store
+                    .release_stream(&self.owner, candidate.config_id, &candidate.realm_id);
+            if let Err(err) = release.await {
+                tracing::error!(error = %err, "releasing the lease failed; it expires on its own");
+            }
         }
         self.options.wake.notify_one();
     }

@@ -282,17 +282,36 @@ impl Store {
     /// Releases every lease `owner` holds (a stopping node's unfinished attempts); what
     /// their streams had parked is due at once.
     pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
-        self.release_where("owner = $1", Some(owner)).await
+        self.release_where("owner = $1", &[Bind::Text(owner)]).await
+    }
+
+    /// Releases `owner`'s lease of one stream (an attempt that could not run); what it
+    /// had parked is due at once. Other streams' leases stay.
+    pub async fn release_stream(
+        &self,
+        owner: &str,
+        config_id: i64,
+        realm_id: &str,
+    ) -> Result<(), StoreError> {
+        let condition = "owner = $1 AND config_id = $2 AND realm_id = $3";
+        self.release_where(
+            condition,
+            &[Bind::Text(owner), Bind::Int(config_id), Bind::Text(realm_id)],
+        )
+        .await
     }
 
     /// Deletes the leases `condition` selects and makes their parked notifications due now.
-    async fn release_where(&self, condition: &str, owner: Option<&str>) -> Result<(), StoreError> {
+    async fn release_where(&self, condition: &str, binds: &[Bind<'_>]) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await?;
         let sql =
             format!("DELETE FROM stream_leases WHERE {condition} RETURNING config_id, realm_id, lease_until");
         let mut query = sqlx::query(&sql);
-        if let Some(owner) = owner {
-            query = query.bind(owner);
+        for bind in binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(*text),
+                Bind::Int(int) => query.bind(*int),
+            };
         }
         let released = query
             .fetch_all(&mut *tx)
@@ -319,7 +338,7 @@ impl Store {
         if self.backend() != Backend::Sqlite {
             return Ok(());
         }
-        self.release_where("1 = 1", None).await
+        self.release_where("1 = 1", &[]).await
     }
 
     /// When the next notification is due, if any is queued.
@@ -461,6 +480,12 @@ pub struct AttemptResult {
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// A value bound into a lease release's condition.
+enum Bind<'a> {
+    Text(&'a str),
+    Int(i64),
+}
 
 /// Parks each stream's due notifications from `from_seq` on until `until` (one statement
 /// per 200 streams; nothing when there are none).

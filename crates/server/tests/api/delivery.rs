@@ -19,6 +19,7 @@ on_both_backends!(
     a_stream_waiting_for_a_retry_is_not_due_before_it,
     a_long_attempt_parks_its_stream_until_it_ends,
     a_notification_dropped_during_its_attempt_stays_dropped,
+    releasing_one_stream_keeps_the_others_leased,
     a_timeout_counts_as_a_failure,
     one_attempt_in_flight_per_realm_while_realms_run_in_parallel,
     a_test_send_is_signed_and_listed,
@@ -320,6 +321,49 @@ async fn a_notification_dropped_during_its_attempt_stays_dropped(kind: Kind) {
     assert_eq!(stored[0].attempt_count, 1);
     assert_eq!(stored[0].status, NotificationStatus::Dropped);
     assert_eq!(stored[0].next_attempt_at, None);
+}
+
+/// An attempt that cannot run releases its own stream's lease only (`release_stream`):
+/// the other streams in flight keep theirs.
+async fn releasing_one_stream_keeps_the_others_leased(kind: Kind) {
+    let pki = receiver::pki();
+    let Some((server, _dir)) = delivery_server(kind, &pki, |_| {}).await else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(200, Duration::from_millis(1000));
+    let (company, _) = subscribed(&server, &hook, json!({})).await;
+    let other = server.realm("sandbox").await;
+    server.connect(&company.app_id, &other).await;
+    ingest_one(&server, &company.realm_id, "a").await;
+    ingest_one(&server, &other, "b").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let config_id = server.stored_notifications(&company.app_id).await[0]
+        .config_id
+        .unwrap();
+    let owner = server.state.dispatcher.owner().to_owned();
+    let store = &server.state.store;
+    store
+        .release_stream(&owner, config_id, &company.realm_id)
+        .await
+        .unwrap();
+    let claimable = store
+        .claimable(
+            ledgerhook_domain::Timestamp::now(),
+            ledgerhook_domain::Ordering::BestEffort,
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(
+        claimable.iter().all(|c| c.realm_id != other),
+        "the other stream lost its lease: {claimable:?}"
+    );
+    // The released stream's notification is claimed again at once (a second request
+    // while the first is still open); the other one is sent once.
+    let seen = hook.wait_for(4, Duration::from_secs(3)).await;
+    let sent = |id: &str| seen.iter().filter(|r| entity_ids(r)[0] == id).count();
+    assert_eq!((sent("a"), sent("b")), (2, 1));
 }
 
 async fn a_timeout_counts_as_a_failure(kind: Kind) {
