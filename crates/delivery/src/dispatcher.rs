@@ -474,11 +474,13 @@ impl Dispatcher {
         Ok((started, blocked))
     }
 
-    async fn sleep_for(&self, blocked: bool) -> Duration {
+    /// How long to sleep after a round that started nothing; `looked_at` is no later than
+    /// the time the round looked at the queue, so nothing due after what it saw is missed.
+    async fn sleep_for(&self, blocked: bool, looked_at: Timestamp) -> Duration {
         if blocked {
             return Duration::from_millis(200);
         }
-        match self.options.store.next_attempt_due().await {
+        match self.options.store.next_attempt_due(looked_at).await {
             Ok(Some(due)) => {
                 let wait = due.millis() - Timestamp::now().millis();
                 Duration::from_millis(wait.max(0) as u64).clamp(Duration::from_millis(5), SAFETY_SWEEP)
@@ -500,6 +502,7 @@ impl Dispatcher {
                 break;
             }
             while tasks.try_join_next().is_some() {}
+            let looked_at = Timestamp::now();
             let (started, blocked) = match self.round(&mut tasks).await {
                 Ok(counts) => counts,
                 Err(err) => {
@@ -510,7 +513,7 @@ impl Dispatcher {
             if started > 0 {
                 continue;
             }
-            let sleep = self.sleep_for(blocked > 0).await;
+            let sleep = self.sleep_for(blocked > 0, looked_at).await;
             tokio::select! {
                 _ = self.options.wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}

@@ -327,6 +327,10 @@ impl Store {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         unpark(&mut tx, self.backend(), &released, Timestamp::now()).await?;
+        if !released.is_empty() {
+            // Streams are free again: other nodes may have their next notifications.
+            announce(&mut tx, self.backend(), Signal::Notifications).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -341,14 +345,29 @@ impl Store {
         self.release_where("1 = 1", &[]).await
     }
 
-    /// When the next notification is due, if any is queued.
-    pub async fn next_attempt_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM notifications WHERE status IN ('pending', 'retrying') AND test = 0",
-        )
+    /// When the dispatcher must look again at the latest, if nothing wakes it sooner:
+    /// the next time a queued notification becomes due (after `now`), or a stream lease
+    /// ends (another node's attempt, or one of a node that died). Notifications already
+    /// due but not claimed are behind a lease (or an older notification under strict
+    /// ordering): their stream's release wakes the dispatcher, or the lease's end.
+    pub async fn next_attempt_due(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+        let hint = match self.backend() {
+            Backend::Sqlite => " INDEXED BY notifications_due",
+            Backend::Postgres => "",
+        };
+        let due: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT MIN(next_attempt_at) FROM notifications{hint} \
+             WHERE status IN ('pending', 'retrying') AND test = 0 AND next_attempt_at > $1"
+        ))
+        .bind(now.millis())
         .fetch_one(self.reader())
         .await?;
-        Ok(due.map(Timestamp))
+        let lease_end: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(lease_until) FROM stream_leases WHERE lease_until > $1")
+                .bind(now.millis())
+                .fetch_one(self.reader())
+                .await?;
+        Ok([due, lease_end].into_iter().flatten().min().map(Timestamp))
     }
 
     /// Every attempt of a notification, first first.

@@ -347,6 +347,8 @@ async fn releasing_one_stream_keeps_the_others_leased(kind: Kind) {
         .release_stream(&owner, config_id, &company.realm_id)
         .await
         .unwrap();
+    // As the dispatcher's error path does: release, then wake the claiming loop.
+    server.state.wake_dispatcher.notify_one();
     let claimable = store
         .claimable(
             ledgerhook_domain::Timestamp::now(),
