@@ -24,6 +24,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("server")
                 .long("server")
+                .value_name("URL")
                 .env("LEDGERHOOK_MIRROR_SERVER")
                 .required(true)
                 .help("Base URL of the server whose CDC repairs the copy (e.g. http://127.0.0.1:8080)"),
@@ -39,30 +40,35 @@ pub fn command() -> Command {
         .arg(
             Arg::new("entities")
                 .long("entities")
+                .value_name("LIST")
                 .default_value("all")
                 .help("Entity types to copy, comma-separated, or all (every type CDC supports)"),
         )
         .arg(
             Arg::new("data")
                 .long("data")
+                .value_name("DIR")
                 .default_value("./mirror")
                 .help("Directory of the inbox (inbox.db) and the copy (mirror.db)"),
         )
         .arg(
             Arg::new("listen")
                 .long("listen")
+                .value_name("ADDR")
                 .default_value("127.0.0.1:8090")
                 .help("Address of the webhook endpoint"),
         )
         .arg(
             Arg::new("path")
                 .long("path")
+                .value_name("PATH")
                 .default_value("/webhooks")
                 .help("Path of the webhook endpoint"),
         )
         .arg(
             Arg::new("verifier-token")
                 .long("verifier-token")
+                .value_name("TOKEN")
                 .env("LEDGERHOOK_MIRROR_VERIFIER_TOKEN")
                 .hide_env_values(true)
                 .action(ArgAction::Append)
@@ -71,6 +77,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("signing-secret")
                 .long("signing-secret")
+                .value_name("SECRET")
                 .env("LEDGERHOOK_MIRROR_SIGNING_SECRET")
                 .hide_env_values(true)
                 .action(ArgAction::Append)
