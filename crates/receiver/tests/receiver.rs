@@ -530,3 +530,66 @@ mod worker {
         );
     }
 }
+
+mod cdc {
+    use ledgerhook_domain::{Operation, Timestamp};
+    use ledgerhook_receiver::worker::cdc_changes;
+    use serde_json::json;
+
+    #[test]
+    fn cdc_answers_become_updates_and_tombstones_become_deletes() {
+        let answer = json!({"CDCResponse": [{"QueryResponse": [
+            {"Customer": [
+                {"Id": "1", "SyncToken": "2", "DisplayName": "Ada", "domain": "QBO", "sparse": false,
+                 "MetaData": {"CreateTime": "2026-11-01T10:00:00-08:00", "LastUpdatedTime": "2026-11-02T10:00:00-08:00"}},
+                {"domain": "QBO", "status": "Deleted", "Id": "2",
+                 "MetaData": {"LastUpdatedTime": "2026-11-03T18:00:00Z"}}
+             ], "startPosition": 1, "maxResults": 2},
+            {},
+            {"Invoice": [{"Id": "9", "MetaData": {"LastUpdatedTime": "2026-11-04T00:00:00.500Z"}}]}
+        ]}], "time": "2026-11-05T00:00:00Z"});
+        let changes = cdc_changes("42", &answer).unwrap();
+        let summary: Vec<(&str, &str, Operation, Timestamp)> = changes
+            .iter()
+            .map(|c| {
+                (
+                    c.event.entity.as_str(),
+                    c.event.entity_id.as_str(),
+                    c.event.operation,
+                    c.event.last_updated,
+                )
+            })
+            .collect();
+        let at = |t: &str| Timestamp::parse(t).unwrap();
+        assert_eq!(
+            summary,
+            [
+                ("Customer", "1", Operation::Update, at("2026-11-02T18:00:00Z")),
+                ("Customer", "2", Operation::Delete, at("2026-11-03T18:00:00Z")),
+                ("Invoice", "9", Operation::Update, at("2026-11-04T00:00:00.500Z")),
+            ]
+        );
+        assert!(changes.iter().all(|c| c.event.realm_id == "42"));
+        assert_eq!(changes[0].body.as_ref().unwrap()["DisplayName"], "Ada");
+        assert_eq!(changes[1].body.as_ref().unwrap()["status"], "Deleted");
+    }
+
+    #[test]
+    fn malformed_cdc_answers_say_what_is_missing() {
+        let missing_id = json!({"CDCResponse": [{"QueryResponse": [{"Customer": [{"MetaData": {"LastUpdatedTime": "2026-11-02T10:00:00Z"}}]}]}]});
+        assert_eq!(
+            cdc_changes("1", &missing_id).unwrap_err(),
+            "a Customer without Id"
+        );
+        let missing_time = json!({"CDCResponse": [{"QueryResponse": [{"Customer": [{"Id": "5"}]}]}]});
+        assert_eq!(
+            cdc_changes("1", &missing_time).unwrap_err(),
+            "Customer 5 has no MetaData.LastUpdatedTime"
+        );
+        let fault = json!({"Fault": {"Error": [{"Message": "bad"}], "type": "ValidationFault"}});
+        assert_eq!(
+            cdc_changes("1", &fault).unwrap_err(),
+            "the answer has no CDCResponse[0].QueryResponse"
+        );
+    }
+}
