@@ -59,25 +59,26 @@ fn stats(hook: &Receiver, skip: usize) -> Value {
         let Some(entities) = body["eventNotifications"][0]["dataChangeEvent"]["entities"].as_array() else {
             continue;
         };
+        // The notification id starts with its creation time in milliseconds.
+        let made = request
+            .headers
+            .get("webhook-id")
+            .and_then(|id| i64::from_str_radix(id.get(4..16)?, 16).ok())
+            .map(|ms| ms * 1000);
         for entity in entities {
             events += 1;
             if let Some(sent) = sent_micros(entity) {
                 let latency = arrived - sent;
                 latencies.push(latency as f64 / 1000.0);
-                // The notification id starts with its creation time in milliseconds.
-                let made = request
-                    .headers
-                    .get("webhook-id")
-                    .and_then(|id| i64::from_str_radix(id.get(4..16)?, 16).ok())
-                    .map_or(0, |made| made * 1000 - sent);
-                timeline.push((latency / 1000, (arrived / 1000) % 1_000_000, made / 1000));
+                let before_made = made.map_or(0, |made| made - sent);
+                timeline.push((latency / 1000, (arrived / 1000) % 1_000_000, before_made / 1000));
             }
         }
     }
     latencies.sort_by(f64::total_cmp);
     timeline.sort_unstable_by(|a, b| b.cmp(a));
     timeline.truncate(20);
-    timeline.sort_unstable_by_key(|&(_, offset, _)| offset);
+    timeline.sort_unstable_by_key(|&(_, arrived, _)| arrived);
     // "total(event→made)ms@arrival": arrival in milliseconds of the wall clock, modulo 10⁶.
     let slowest: Vec<String> = timeline
         .iter()

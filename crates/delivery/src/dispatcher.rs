@@ -418,10 +418,10 @@ impl Dispatcher {
         exchange: impl std::future::Future<Output = T>,
     ) -> (T, Option<Timestamp>) {
         tokio::pin!(exchange);
-        let (mut wait, mut parked) = (PARK_AFTER, None);
+        let (mut wait, mut parked) = (PARK_AFTER, false);
         loop {
             tokio::select! {
-                outcome = &mut exchange => return (outcome, parked),
+                outcome = &mut exchange => return (outcome, parked.then_some(until)),
                 _ = tokio::time::sleep(wait) => {
                     let parking = Parking {
                         config_id: candidate.config_id,
@@ -429,9 +429,7 @@ impl Dispatcher {
                         from_seq: candidate.seq,
                         until,
                     };
-                    if self.recorder.send(RecordJob::Park(parking)).await.is_ok() {
-                        parked = Some(until);
-                    }
+                    parked |= self.recorder.send(RecordJob::Park(parking)).await.is_ok();
                     wait *= 2;
                 }
             }

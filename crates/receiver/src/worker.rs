@@ -247,7 +247,7 @@ impl<A: Apply> Worker<A> {
         heard_at: i64,
     ) -> Result<Processed, WorkerError> {
         let mut done = Processed::default();
-        if self.repairs(realm_id) {
+        if self.repair_for(realm_id).is_some() {
             let previous: Option<i64> =
                 sqlx::query_scalar("SELECT heard_at FROM worker_realms WHERE realm_id = ?")
                     .bind(realm_id)
@@ -263,13 +263,7 @@ impl<A: Apply> Worker<A> {
         }
         // Stable: ties keep arrival order.
         events.sort_by_key(|e| e.last_updated);
-        for event in events {
-            if self.apply_if_newer(Change::from(event)).await? {
-                done.applied += 1;
-            } else {
-                done.skipped += 1;
-            }
-        }
+        done.add(&self.apply_in_order(events.into_iter().map(Change::from)).await?);
         sqlx::query(
             "INSERT INTO worker_realms (realm_id, heard_at) VALUES (?, ?) \
              ON CONFLICT (realm_id) DO UPDATE SET heard_at = MAX(worker_realms.heard_at, excluded.heard_at)",
@@ -281,11 +275,29 @@ impl<A: Apply> Worker<A> {
         Ok(done)
     }
 
-    fn repairs(&self, realm_id: &str) -> bool {
+    /// The CDC settings, if `realm_id` can be repaired (it has a token).
+    fn repair_for(&self, realm_id: &str) -> Option<&Repair> {
         self.inner
             .repair
             .as_ref()
-            .is_some_and(|r| r.tokens.contains_key(realm_id))
+            .filter(|r| r.tokens.contains_key(realm_id))
+    }
+
+    /// Applies `changes` one after another (each only if newer), counting what was
+    /// applied and skipped.
+    async fn apply_in_order(
+        &self,
+        changes: impl IntoIterator<Item = Change>,
+    ) -> Result<Processed, WorkerError> {
+        let mut done = Processed::default();
+        for change in changes {
+            if self.apply_if_newer(change).await? {
+                done.applied += 1;
+            } else {
+                done.skipped += 1;
+            }
+        }
+        Ok(done)
     }
 
     /// Applies `change` unless its entity was applied at the same or a newer time;
@@ -329,22 +341,12 @@ impl<A: Apply> Worker<A> {
     /// Asks CDC for everything changed in `realm_id` since `since` (less the margin,
     /// and no further back than CDC allows) and applies what is newer than the copy.
     pub async fn repair_realm(&self, realm_id: &str, since: Timestamp) -> Result<Processed, WorkerError> {
-        let mut done = Processed::default();
-        let Some(repair) = &self.inner.repair else {
-            return Ok(done);
+        let Some(repair) = self.repair_for(realm_id) else {
+            return Ok(Processed::default());
         };
-        if !repair.tokens.contains_key(realm_id) {
-            return Ok(done);
-        }
         let since = Timestamp(since.millis() - repair.margin.as_millis() as i64);
-        for change in changes_since(repair, realm_id, since).await? {
-            if self.apply_if_newer(change).await? {
-                done.applied += 1;
-            } else {
-                done.skipped += 1;
-            }
-        }
-        Ok(done)
+        self.apply_in_order(changes_since(repair, realm_id, since).await?)
+            .await
     }
 
     /// Repairs every realm that has a token, since the last full repair (or as far back

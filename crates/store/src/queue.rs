@@ -94,12 +94,7 @@ impl Store {
         default_ordering: Ordering,
         limit: u32,
     ) -> Result<Vec<Candidate>, StoreError> {
-        // SQLite, without statistics, prefers the status index and sorts every queued
-        // row; the partial queue index hands them over in due order.
-        let hint = match self.backend() {
-            Backend::Sqlite => " INDEXED BY notifications_due",
-            Backend::Postgres => "",
-        };
+        let hint = due_index(self.backend());
         let rows = sqlx::query(&format!(
             "SELECT n.seq, n.config_id, n.realm_id, wc.url, \
                     CASE WHEN COALESCE(wc.ordering, $2) = 'best-effort' THEN 0 ELSE 1 END AS strict \
@@ -351,10 +346,7 @@ impl Store {
     /// due but not claimed are behind a lease (or an older notification under strict
     /// ordering): their stream's release wakes the dispatcher, or the lease's end.
     pub async fn next_attempt_due(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
-        let hint = match self.backend() {
-            Backend::Sqlite => " INDEXED BY notifications_due",
-            Backend::Postgres => "",
-        };
+        let hint = due_index(self.backend());
         let due: Option<i64> = sqlx::query_scalar(&format!(
             "SELECT MIN(next_attempt_at) FROM notifications{hint} \
              WHERE status IN ('pending', 'retrying') AND test = 0 AND next_attempt_at > $1"
@@ -500,6 +492,16 @@ pub struct AttemptResult {
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// The index hint for reading the queue in due order. SQLite, without statistics,
+/// prefers the status index and sorts every queued row; the partial queue index hands
+/// them over in due order.
+fn due_index(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => " INDEXED BY notifications_due",
+        Backend::Postgres => "",
+    }
+}
+
 /// A value bound into a lease release's condition.
 enum Bind<'a> {
     Text(&'a str),
@@ -541,38 +543,27 @@ async fn move_parked(
     now: Timestamp,
     direction: Direction,
 ) -> Result<(), sqlx::Error> {
+    // v: (config_id, realm_id, from_seq, until, now).
+    let (set, due) = match direction {
+        Direction::Park => ("v.column4", "<= v.column5"),
+        Direction::Unpark => ("v.column5", "= v.column4"),
+    };
     for chunk in parkings.chunks(ROWS_PER_STATEMENT) {
-        // Parameters are bound in the order they appear (SQLite's are anonymous).
-        let mut params = Params::new(backend);
-        let (set, values, due) = match direction {
-            Direction::Park => {
-                let values = params.rows(chunk.len(), 4);
-                ("v.column4".to_owned(), values, format!("<= {}", params.next()))
-            }
-            Direction::Unpark => {
-                let now = params.next();
-                (now, params.rows(chunk.len(), 4), "= v.column4".to_owned())
-            }
-        };
         let sql = format!(
-            "UPDATE notifications SET next_attempt_at = {set} FROM (VALUES {values}) AS v \
+            "UPDATE notifications SET next_attempt_at = {set} FROM (VALUES {}) AS v \
              WHERE notifications.config_id = v.column1 AND notifications.realm_id = v.column2 \
              AND notifications.seq >= v.column3 AND notifications.status IN ('pending', 'retrying') \
-             AND notifications.test = 0 AND notifications.next_attempt_at {due}"
+             AND notifications.test = 0 AND notifications.next_attempt_at {due}",
+            Params::new(backend).rows(chunk.len(), 5)
         );
         let mut query = sqlx::query(&sql);
-        if let Direction::Unpark = direction {
-            query = query.bind(now.millis());
-        }
         for parking in chunk {
             query = query
                 .bind(parking.config_id)
                 .bind(parking.realm_id.as_str())
                 .bind(parking.from_seq)
-                .bind(parking.until.millis());
-        }
-        if let Direction::Park = direction {
-            query = query.bind(now.millis());
+                .bind(parking.until.millis())
+                .bind(now.millis());
         }
         query.execute(&mut **tx).await?;
     }
