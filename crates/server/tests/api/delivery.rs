@@ -119,16 +119,29 @@ async fn a_failing_endpoint_gets_the_scheduled_attempts_then_is_blacklisted(kind
 
     let seen = hook.wait_for(4, Duration::from_secs(10)).await;
     assert_eq!(seen.len(), 4, "initial attempt and three retries");
+    // A retry is never early, and comes within 10% + 50 ms of its time. A commit can
+    // stall on a shared disk (several hundred milliseconds have been seen), so one of
+    // the three may be up to 600 ms later than that, but not two: a schedule off by 20%
+    // still fails.
     let expected = [1000.0, 1500.0, 2500.0];
-    for (i, wait) in expected.iter().enumerate() {
-        let gap = seen[i + 1].started.duration_since(seen[i].finished).as_secs_f64() * 1000.0;
+    let gaps: Vec<f64> = seen
+        .windows(2)
+        .map(|pair| pair[1].started.duration_since(pair[0].finished).as_secs_f64() * 1000.0)
+        .collect();
+    let mut on_time = 0;
+    for (i, (wait, gap)) in expected.iter().zip(&gaps).enumerate() {
         let tolerance = wait * 0.10 + 50.0;
         assert!(
-            (gap - wait).abs() <= tolerance,
-            "retry {} came after {gap:.0} ms, expected {wait} ms",
+            *gap >= wait - 50.0 && *gap <= wait + tolerance + 600.0,
+            "retry {} came after {gap:.0} ms, expected {wait} ms (all gaps: {gaps:.0?})",
             i + 1
         );
+        on_time += usize::from(*gap <= wait + tolerance);
     }
+    assert!(
+        on_time >= 2,
+        "more than one retry was late: gaps {gaps:.0?} ms, expected {expected:?}"
+    );
     assert!(
         seen.iter().all(|r| r.body == seen[0].body),
         "a retry changed the body"
