@@ -8,6 +8,7 @@
 //! - isolation: `--dead N` endpoints that never answer beside the healthy one, latency
 //!   at `--rate` alone and then with them.
 
+use crate::cpu::Parties;
 use crate::server::{Backend, BenchServer, OPERATOR};
 use anyhow::{bail, Context};
 use ledgerhook_domain::Timestamp;
@@ -86,6 +87,10 @@ impl ReceiverProcess {
             ca,
             _dir: dir,
         })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn command(&mut self, command: &str) -> anyhow::Result<Value> {
@@ -463,16 +468,24 @@ async fn isolation(
     let warm = load(client, &server.base, healthy, args.clients, 1.0, Some(rate)).await;
     drain(receiver, warm).await?;
     let hole = black_hole().await?;
+    let parties = Parties {
+        server: server.pid(),
+        receiver: receiver.pid(),
+    };
     let (mut alone_p99s, mut crowded_p99s) = (Vec::new(), Vec::new());
     for run in 0..args.runs.max(1) {
         receiver.command("reset")?;
+        let before = parties.sample();
         let sent = measure().await;
         let alone = drain(receiver, sent).await?;
+        let alone_cpu = before.until(&parties.sample());
         let dead = DeadEndpoints::start(client, &server.base, hole, args.dead).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         receiver.command("reset")?;
+        let before = parties.sample();
         let sent = measure().await;
         let crowded = drain(receiver, sent).await?;
+        let crowded_cpu = before.until(&parties.sample());
         dead.remove(client, &server.base).await?;
         let p = |stats: &Value, key: &str| stats[key].as_f64().unwrap_or(0.0);
         println!(
@@ -489,6 +502,7 @@ async fn isolation(
             alone["slowest"]
         );
         println!("  slowest crowded: {}", crowded["slowest"]);
+        println!("  alone   {alone_cpu}\n  crowded {crowded_cpu}");
         alone_p99s.push(p(&alone, "p99_ms"));
         crowded_p99s.push(p(&crowded, "p99_ms"));
     }

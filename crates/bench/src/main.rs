@@ -5,6 +5,7 @@
 //! `ledgerhook-bench ingest --backend sqlite --clients 16 --batch 100 --duration 10`
 //! `ledgerhook-bench deliver --backend sqlite --realms 1000 --window 0 --duration 10`
 
+mod cpu;
 mod deliver;
 mod fsync;
 mod ingest;

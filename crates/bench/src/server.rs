@@ -47,6 +47,11 @@ pub struct BenchServer {
 }
 
 impl BenchServer {
+    /// The server process's id (for CPU accounting).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `binary serve` on a fresh database of `kind` with extra `args`.
     pub async fn start(binary: &Path, kind: Kind, args: &[String]) -> anyhow::Result<BenchServer> {
         if kind == Kind::Postgres && std::env::var(ledgerhook_testkit::DATABASE_URL_VAR).is_err() {
