@@ -160,6 +160,17 @@ fn attempt_result(
     }
 }
 
+/// What one claim round did.
+#[derive(Default)]
+struct Round {
+    /// Attempts started.
+    started: usize,
+    /// Due candidates whose endpoint had no room.
+    blocked: usize,
+    /// The claim query's limit was reached: more may be due.
+    more: bool,
+}
+
 /// Commits attempt results and parkings in groups: every job waiting at that moment goes
 /// into one transaction (parkings first: a stream's result always follows its parking).
 async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
@@ -436,20 +447,20 @@ impl Dispatcher {
         }
     }
 
-    /// Claims what is due and starts its attempts; answers (started, blocked) where
-    /// blocked counts due candidates whose endpoint had no room.
-    async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<(usize, usize), StoreError> {
+    /// Claims what is due and starts its attempts.
+    async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<Round, StoreError> {
         let now = Timestamp::now();
         // Waiting for the in-flight limit takes one attempt's time at most, then its own.
         let lease = self.options.delivery_timeout * 2 + LEASE_MARGIN;
         let until = Timestamp(now.millis() + lease.as_millis() as i64);
-        let candidates = self
+        let claimable = self
             .options
             .store
             .claimable(now, self.options.default_ordering, ROUND)
             .await?;
+        let more = claimable.more;
         let (mut chosen, mut permits, mut blocked) = (Vec::new(), Vec::new(), 0);
-        for candidate in candidates {
+        for candidate in claimable.candidates {
             match self.permits(&candidate.url) {
                 Some(p) => {
                     chosen.push(candidate);
@@ -459,7 +470,11 @@ impl Dispatcher {
             }
         }
         if chosen.is_empty() {
-            return Ok((0, blocked));
+            return Ok(Round {
+                started: 0,
+                blocked,
+                more,
+            });
         }
         let claimed = self.options.store.claim(&chosen, &self.owner, now, until).await?;
         let mut started = 0;
@@ -469,7 +484,11 @@ impl Dispatcher {
             let me = self.clone();
             tasks.spawn_on(me.attempt(candidate, state, permit, until), &self.attempts);
         }
-        Ok((started, blocked))
+        Ok(Round {
+            started,
+            blocked,
+            more,
+        })
     }
 
     /// How long to sleep after a round that started nothing; `looked_at` is no later than
@@ -501,17 +520,19 @@ impl Dispatcher {
             }
             while tasks.try_join_next().is_some() {}
             let looked_at = Timestamp::now();
-            let (started, blocked) = match self.round(&mut tasks).await {
-                Ok(counts) => counts,
+            let round = match self.round(&mut tasks).await {
+                Ok(round) => round,
                 Err(err) => {
                     tracing::error!(error = %err, "claiming notifications failed");
-                    (0, 0)
+                    Round::default()
                 }
             };
-            if started > 0 {
+            // Look again at once only when the round was cut short by its limit; what is
+            // made or freed meanwhile wakes the loop.
+            if round.started > 0 && round.more {
                 continue;
             }
-            let sleep = self.sleep_for(blocked > 0, looked_at).await;
+            let sleep = self.sleep_for(round.blocked > 0, looked_at).await;
             tokio::select! {
                 _ = self.options.wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}

@@ -10,7 +10,7 @@
 use crate::configs::configs_by_ids;
 use crate::model::WebhookConfig;
 use crate::notifications::{insert_notifications, Made, NewNotification};
-use crate::signals::{announce, Signal};
+use crate::signals::Signal;
 use crate::sql::Params;
 use crate::windows::{event_row, order_and_dedupe, ClosingWindow, WindowKey, WindowPolicy};
 use crate::{Backend, Store, StoreError};
@@ -110,7 +110,7 @@ impl Store {
             reopen(&mut tx, key, config, remaining, policy, now).await?;
         }
         if made.iter().any(|m| !m.held) {
-            announce(&mut tx, backend, Signal::Notifications).await?;
+            self.announcer().announce(&mut tx, Signal::Notifications).await?;
         }
         tx.commit().await?;
         Ok(Closed {

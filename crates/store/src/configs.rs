@@ -1,7 +1,7 @@
 //! Webhook configurations and their states.
 
 use crate::model::{decode_error, environment, ConfigInput, WebhookConfig};
-use crate::signals::{announce, Signal};
+use crate::signals::Signal;
 use crate::{Store, StoreError};
 use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Timestamp};
 use sqlx::any::AnyRow;
@@ -41,14 +41,26 @@ async fn config_in(
     app_id: &str,
     env: Environment,
 ) -> Result<WebhookConfig, sqlx::Error> {
+    config_of(tx, app_id, env.as_str())
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)
+}
+
+/// The configuration of (app, environment) named as stored, if any, as seen inside `tx`
+/// (one lookup in the unique index).
+pub(crate) async fn config_of(
+    tx: &mut Transaction<'static, Any>,
+    app_id: &str,
+    environment: &str,
+) -> Result<Option<WebhookConfig>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM webhook_configs WHERE app_id = $1 AND environment = $2"
     ))
     .bind(app_id)
-    .bind(env.as_str())
-    .fetch_one(&mut **tx)
+    .bind(environment)
+    .fetch_optional(&mut **tx)
     .await?;
-    config(row)
+    row.map(config).transpose()
 }
 
 /// The configuration with row id `id`, as seen inside `tx`.
@@ -129,7 +141,7 @@ impl Store {
         .await?;
         let stored = config_in(&mut tx, app_id, env).await?;
         release_held(&mut tx, stored.id, now).await?;
-        announce(&mut tx, self.backend(), Signal::Notifications).await?;
+        self.announcer().announce(&mut tx, Signal::Notifications).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -213,8 +225,7 @@ impl Store {
         let stored = config_in(&mut tx, app_id, env).await?;
         if state == ConfigState::Active {
             release_held(&mut tx, stored.id, now).await?;
-            announce(&mut tx, self.backend(), Signal::Notifications).await?;
-            announce(&mut tx, self.backend(), Signal::Notifications).await?;
+            self.announcer().announce(&mut tx, Signal::Notifications).await?;
         }
         tx.commit().await?;
         Ok(Some(stored))

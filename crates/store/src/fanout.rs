@@ -8,10 +8,10 @@
 //! notification per ingestion request, with no window to write, close and remove.
 //! Every other event joins its pair's window, which opens or advances.
 
-use crate::configs::configs_by_ids;
+use crate::configs::config_of;
 use crate::model::WebhookConfig;
 use crate::notifications::{insert_notifications, Made};
-use crate::signals::{announce, Signal};
+use crate::signals::{Announcer, Signal};
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::windows::{order_and_dedupe, ClosingWindow, Render, WindowPolicy};
 use crate::Backend;
@@ -53,7 +53,7 @@ struct Delivery<'a> {
 /// windows of the rest; announces both kinds of work to other nodes.
 pub(crate) async fn fan_out(
     tx: &mut Tx,
-    backend: Backend,
+    announcer: Announcer<'_>,
     events: &[StoredEvent],
     policy: &WindowPolicy,
     render: Render,
@@ -62,8 +62,8 @@ pub(crate) async fn fan_out(
     if events.is_empty() {
         return Ok(FanOut::default());
     }
-    let subscribers = subscribers(tx, backend, events).await?;
-    let configs = configs_by_ids(tx, subscribers.values().flatten().map(|(id, _)| *id)).await?;
+    let backend = announcer.backend();
+    let (subscribers, configs) = subscribers(tx, backend, events).await?;
     let mut deliveries: Vec<Delivery<'_>> = Vec::new();
     for stored in events {
         for (config_id, after_seq) in subscribers.get(stored.realm_id.as_str()).into_iter().flatten() {
@@ -100,7 +100,7 @@ pub(crate) async fn fan_out(
     let mut done = FanOut::default();
     if !queued.is_empty() {
         queue_in_windows(tx, backend, &queued, policy, now).await?;
-        announce(tx, backend, Signal::Windows).await?;
+        announcer.announce(tx, Signal::Windows).await?;
         done.windows_touched = true;
     }
     if !immediate.is_empty() {
@@ -109,7 +109,7 @@ pub(crate) async fn fan_out(
         insert_notifications(tx, backend, &made, now).await?;
         done.notifications_made = made.iter().filter(|m| !m.held).count();
         if done.notifications_made > 0 {
-            announce(tx, backend, Signal::Notifications).await?;
+            announcer.announce(tx, Signal::Notifications).await?;
         }
     }
     Ok(done)
@@ -117,25 +117,27 @@ pub(crate) async fn fan_out(
 
 /// The configurations (`active` or `blacklisted`, of the realm's environment) of the
 /// apps connected to each realm of `events`, with the connection's first sequence
-/// number: realm → [(configuration, after_seq)].
+/// number: realm → [(configuration, after_seq)], and the configurations by id.
+///
+/// Two steps, each through a unique or realm index: the realms' connections, then each
+/// connected app's configuration by (app, environment). One join of the three tables
+/// was planned, as a generic plan, as a scan of every configuration per ingestion.
 async fn subscribers(
     tx: &mut Tx,
     backend: Backend,
     events: &[StoredEvent],
-) -> Result<HashMap<String, Vec<(i64, i64)>>, sqlx::Error> {
+) -> Result<(Subscribers, HashMap<i64, WebhookConfig>), sqlx::Error> {
     let mut realms: Vec<&str> = events.iter().map(|e| e.realm_id.as_str()).collect();
     realms.sort_unstable();
     realms.dedup();
-    let mut found: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    // (realm, app, environment, after_seq)
+    let mut connections: Vec<(String, String, String, i64)> = Vec::new();
     for chunk in realms.chunks(ROWS_PER_STATEMENT) {
         let mut params = Params::new(backend);
         let list: Vec<String> = chunk.iter().map(|_| params.next()).collect();
         let sql = format!(
-            "SELECT c.realm_id, c.after_seq, wc.id AS config_id FROM connections c \
-             JOIN realms r ON r.id = c.realm_id \
-             JOIN webhook_configs wc ON wc.app_id = c.app_id AND wc.environment = r.environment \
-                  AND wc.state IN ('active', 'blacklisted') \
-             WHERE c.realm_id IN ({})",
+            "SELECT c.realm_id, c.app_id, c.after_seq, r.environment FROM connections c \
+             JOIN realms r ON r.id = c.realm_id WHERE c.realm_id IN ({})",
             list.join(", ")
         );
         let mut query = sqlx::query(&sql);
@@ -143,14 +145,45 @@ async fn subscribers(
             query = query.bind(*realm);
         }
         for row in query.fetch_all(&mut **tx).await? {
-            found
-                .entry(row.try_get("realm_id")?)
-                .or_default()
-                .push((row.try_get("config_id")?, row.try_get("after_seq")?));
+            connections.push((
+                row.try_get("realm_id")?,
+                row.try_get("app_id")?,
+                row.try_get("environment")?,
+                row.try_get("after_seq")?,
+            ));
         }
     }
-    Ok(found)
+    let mut wanted: Vec<(&str, &str)> = connections
+        .iter()
+        .map(|(_, app, env, _)| (app.as_str(), env.as_str()))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut by_pair: HashMap<(&str, &str), i64> = HashMap::new();
+    let mut configs = HashMap::new();
+    for (app, env) in wanted {
+        let Some(config) = config_of(tx, app, env).await? else {
+            continue;
+        };
+        if matches!(config.state, ConfigState::Active | ConfigState::Blacklisted) {
+            by_pair.insert((app, env), config.id);
+            configs.insert(config.id, config);
+        }
+    }
+    let mut found: Subscribers = HashMap::new();
+    for (realm, app, env, after_seq) in &connections {
+        if let Some(config_id) = by_pair.get(&(app.as_str(), env.as_str())) {
+            found
+                .entry(realm.clone())
+                .or_default()
+                .push((*config_id, *after_seq));
+        }
+    }
+    Ok((found, configs))
 }
+
+/// Realm → [(configuration, the connection's first sequence number)].
+type Subscribers = HashMap<String, Vec<(i64, i64)>>;
 
 /// Which of the deliveries' (configuration, realm) pairs have a window open.
 async fn open_windows<'a>(

@@ -130,7 +130,7 @@ impl Store {
         }
         let stored = insert_events(self.backend(), &mut tx, &accepted, now).await?;
         apply_states(self.backend(), &mut tx, &accepted).await?;
-        let fanned = fan_out(&mut tx, self.backend(), &stored, policy, render, now).await?;
+        let fanned = fan_out(&mut tx, self.announcer(), &stored, policy, render, now).await?;
         tx.commit().await?;
         Ok((outcomes, fanned))
     }

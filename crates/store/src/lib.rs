@@ -52,6 +52,8 @@ struct Inner {
     _lock: Option<std::fs::File>,
     /// The database URL (PostgreSQL's listener opens its own connection).
     url: String,
+    /// The tag on this store's announcements (see `signals`).
+    origin: String,
 }
 
 impl Store {

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_queue_index.sql")),
     (6, include_str!("migrations/0006_lean_queue.sql")),
     (7, include_str!("migrations/0007_retrying_streams.sql")),
+    (8, include_str!("migrations/0008_lease_ends.sql")),
 ];
 
 /// Arbitrary but fixed key of the PostgreSQL advisory lock taken while migrating.

@@ -159,6 +159,7 @@ async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, Store
         read,
         _lock: Some(lock),
         url: options.url.clone(),
+        origin: crate::signals::new_origin(),
     });
     tokio::spawn(checkpoint_loop(Arc::downgrade(&inner), checkpointer));
     Ok(Store { inner })
@@ -223,6 +224,7 @@ async fn open_postgres(options: &StoreOptions) -> Result<Store, StoreError> {
             read: pool,
             _lock: None,
             url: options.url.clone(),
+            origin: crate::signals::new_origin(),
         }),
     })
 }

@@ -3,7 +3,7 @@
 //! (configuration, realm) is in flight across every node.
 
 use crate::notifications::{notification, Notification, NotificationStatus, COLUMNS};
-use crate::signals::{announce, Signal};
+use crate::signals::Signal;
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{ConfigState, Ordering, Timestamp};
@@ -84,22 +84,33 @@ pub struct DeliveryState {
     pub first_attempt_at: Option<Timestamp>,
 }
 
+/// What [`Store::claimable`] found.
+#[derive(Debug)]
+pub struct Claimable {
+    /// One candidate per stream, soonest first.
+    pub candidates: Vec<Candidate>,
+    /// The limit was reached: more may be due beyond it. When false, nothing else was
+    /// due and free at that moment, so the claim loop need not look again before
+    /// something wakes it.
+    pub more: bool,
+}
+
 impl Store {
     /// Notifications due at `now` whose stream has no attempt in flight and — under
     /// strict ordering — no older undelivered notification; soonest first, one per
-    /// stream, at most `limit`.
+    /// stream, at most `limit` rows read.
     pub async fn claimable(
         &self,
         now: Timestamp,
         default_ordering: Ordering,
         limit: u32,
-    ) -> Result<Vec<Candidate>, StoreError> {
+    ) -> Result<Claimable, StoreError> {
         let hint = due_index(self.backend());
+        let config = config_join(self.backend());
         let rows = sqlx::query(&format!(
             "SELECT n.seq, n.config_id, n.realm_id, wc.url, \
                     CASE WHEN COALESCE(wc.ordering, $2) = 'best-effort' THEN 0 ELSE 1 END AS strict \
-             FROM notifications n{hint} \
-             JOIN webhook_configs wc ON wc.id = n.config_id AND wc.state = 'active' \
+             FROM notifications n{hint} {config} \
              WHERE n.status IN ('pending', 'retrying') AND n.test = 0 AND n.next_attempt_at <= $1 \
              AND NOT EXISTS (SELECT 1 FROM stream_leases l WHERE l.config_id = n.config_id AND l.realm_id = n.realm_id \
                              AND l.lease_until > $1) \
@@ -113,6 +124,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(self.reader())
         .await?;
+        let more = rows.len() >= limit as usize;
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for row in rows {
@@ -127,7 +139,10 @@ impl Store {
                 out.push(candidate);
             }
         }
-        Ok(out)
+        Ok(Claimable {
+            candidates: out,
+            more,
+        })
     }
 
     /// Takes the stream's lease and the notification of each candidate for `owner` until
@@ -268,7 +283,7 @@ impl Store {
         }
         if freed {
             // Streams are free again: other nodes may have their next notifications.
-            announce(&mut tx, self.backend(), Signal::Notifications).await?;
+            self.announcer().announce(&mut tx, Signal::Notifications).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -324,7 +339,7 @@ impl Store {
         unpark(&mut tx, self.backend(), &released, Timestamp::now()).await?;
         if !released.is_empty() {
             // Streams are free again: other nodes may have their next notifications.
-            announce(&mut tx, self.backend(), Signal::Notifications).await?;
+            self.announcer().announce(&mut tx, Signal::Notifications).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -346,19 +361,20 @@ impl Store {
     /// due but not claimed are behind a lease (or an older notification under strict
     /// ordering): their stream's release wakes the dispatcher, or the lease's end.
     pub async fn next_attempt_due(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+        // One round trip; each side reads the first entry of its index after `now` (an
+        // aggregate's MIN was planned, on a young PostgreSQL database, as a scan of every
+        // future row).
         let hint = due_index(self.backend());
-        let due: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT MIN(next_attempt_at) FROM notifications{hint} \
-             WHERE status IN ('pending', 'retrying') AND test = 0 AND next_attempt_at > $1"
+        let (due, lease_end): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
+            "SELECT (SELECT next_attempt_at FROM notifications{hint} \
+                     WHERE status IN ('pending', 'retrying') AND test = 0 AND next_attempt_at > $1 \
+                     ORDER BY next_attempt_at LIMIT 1), \
+                    (SELECT lease_until FROM stream_leases WHERE lease_until > $1 \
+                     ORDER BY lease_until LIMIT 1)"
         ))
         .bind(now.millis())
         .fetch_one(self.reader())
         .await?;
-        let lease_end: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(lease_until) FROM stream_leases WHERE lease_until > $1")
-                .bind(now.millis())
-                .fetch_one(self.reader())
-                .await?;
         Ok([due, lease_end].into_iter().flatten().min().map(Timestamp))
     }
 
@@ -399,7 +415,7 @@ impl Store {
         .bind(since.millis())
         .execute(&mut *tx)
         .await?;
-        announce(&mut tx, self.backend(), Signal::Notifications).await?;
+        self.announcer().announce(&mut tx, Signal::Notifications).await?;
         tx.commit().await?;
         Ok(result.rows_affected())
     }
@@ -499,6 +515,19 @@ fn due_index(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => " INDEXED BY notifications_due",
         Backend::Postgres => "",
+    }
+}
+
+/// How the claim query joins each due notification's active configuration. On
+/// PostgreSQL a lateral lookup by id: as a plain join, the generic plan hashed every
+/// configuration on each claim round. SQLite looks each up by id anyway.
+fn config_join(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "JOIN webhook_configs wc ON wc.id = n.config_id AND wc.state = 'active'",
+        Backend::Postgres => {
+            "JOIN LATERAL (SELECT url, ordering FROM webhook_configs \
+                           WHERE id = n.config_id AND state = 'active' LIMIT 1) wc ON TRUE"
+        }
     }
 }
 

@@ -5,8 +5,9 @@
 
 use crate::{Backend, Store};
 use sqlx::{Any, Transaction};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Notify};
 
 const CHANNEL: &str = "ledgerhook_work";
@@ -29,25 +30,64 @@ impl Signal {
     }
 }
 
-/// Announces `signal` to every node when `tx` commits (PostgreSQL only).
-pub(crate) async fn announce(
-    tx: &mut Transaction<'static, Any>,
+/// Announces signals for one store. On PostgreSQL each carries the store's origin tag:
+/// its own listener skips them, because the process that made the work wakes its own
+/// tasks directly (an echo would only cost each of them one more round).
+#[derive(Clone, Copy)]
+pub(crate) struct Announcer<'a> {
     backend: Backend,
-    signal: Signal,
-) -> Result<(), sqlx::Error> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(signal.payload())
-            .execute(&mut **tx)
-            .await?;
+    origin: &'a str,
+}
+
+impl Announcer<'_> {
+    /// The backend the announcements go to.
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
     }
-    Ok(())
+
+    /// Announces `signal` to every other store when `tx` commits (PostgreSQL only).
+    pub(crate) async fn announce(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        signal: Signal,
+    ) -> Result<(), sqlx::Error> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(format!("{} {}", signal.payload(), self.origin))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A tag no other store shares: the process id, the time and a counter (a process may
+/// open several stores, as the tests do).
+pub(crate) fn new_origin() -> String {
+    static OPENED: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        OPENED.fetch_add(1, AtomicOrdering::Relaxed)
+    )
 }
 
 impl Store {
-    /// On PostgreSQL, listens for other nodes' signals and wakes `windows` or
-    /// `notifications` accordingly, until `shutdown` turns true. Does nothing on SQLite.
+    /// This store's announcer.
+    pub(crate) fn announcer(&self) -> Announcer<'_> {
+        Announcer {
+            backend: self.backend(),
+            origin: &self.inner.origin,
+        }
+    }
+
+    /// On PostgreSQL, listens for other stores' signals (its own are skipped) and wakes
+    /// `windows` or `notifications` accordingly, until `shutdown` turns true. Does
+    /// nothing on SQLite.
     pub fn spawn_listener(
         &self,
         windows: Arc<Notify>,
@@ -58,6 +98,7 @@ impl Store {
             return;
         }
         let url = self.inner.url.clone();
+        let own = self.inner.origin.clone();
         tokio::spawn(async move {
             loop {
                 let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
@@ -77,10 +118,17 @@ impl Store {
                 loop {
                     tokio::select! {
                         message = listener.recv() => match message {
-                            Ok(message) => match message.payload() {
-                                "windows" => windows.notify_one(),
-                                _ => notifications.notify_one(),
-                            },
+                            Ok(message) => {
+                                let (kind, origin) =
+                                    message.payload().split_once(' ').unwrap_or((message.payload(), ""));
+                                if origin == own {
+                                    continue;
+                                }
+                                match kind {
+                                    "windows" => windows.notify_one(),
+                                    _ => notifications.notify_one(),
+                                }
+                            }
                             Err(err) => {
                                 tracing::warn!(error = %err, "listener connection lost; reconnecting");
                                 // Work announced meanwhile is found by the next round.

@@ -124,3 +124,44 @@ async fn unsupported_urls_are_refused() {
         .unwrap();
     assert!(err.to_string().contains("unsupported database URL"), "{err}");
 }
+
+/// On PostgreSQL, work one store announces wakes the other stores' tasks, and not the
+/// announcing store's own: its process wakes those directly.
+#[tokio::test]
+async fn announcements_wake_other_stores_but_not_their_own() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::{watch, Notify};
+
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let (announcing, other) = (open(&db).await, open(&db).await);
+    let (_stop, shutdown) = watch::channel(false);
+    let listen = |store: &Store| {
+        let (windows, notifications) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        store.spawn_listener(windows, notifications.clone(), shutdown.clone());
+        notifications
+    };
+    let (own_wake, other_wake) = (listen(&announcing), listen(&other));
+    let now = ledgerhook_domain::Timestamp::now();
+    // Announce until the other store hears it (its listener may still be connecting).
+    let heard = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            announcing.recover(1, now, now).await.expect("recover announces");
+            if tokio::time::timeout(Duration::from_millis(100), other_wake.notified())
+                .await
+                .is_ok()
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "the other store never heard the announcement");
+    // Delivered to every listener at the same commit: the announcing store's own listener
+    // has had it as long, and must not have woken its tasks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let woke = tokio::time::timeout(Duration::from_millis(200), own_wake.notified()).await;
+    assert!(woke.is_err(), "the announcing store woke itself");
+}

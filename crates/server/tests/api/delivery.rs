@@ -20,6 +20,7 @@ on_both_backends!(
     a_long_attempt_parks_its_stream_until_it_ends,
     a_notification_dropped_during_its_attempt_stays_dropped,
     releasing_one_stream_keeps_the_others_leased,
+    a_claim_round_says_when_its_limit_cut_it_short,
     a_timeout_counts_as_a_failure,
     one_attempt_in_flight_per_realm_while_realms_run_in_parallel,
     a_test_send_is_signed_and_listed,
@@ -338,6 +339,57 @@ async fn a_notification_dropped_during_its_attempt_stays_dropped(kind: Kind) {
 
 /// An attempt that cannot run releases its own stream's lease only (`release_stream`):
 /// the other streams in flight keep theirs.
+/// The claim loop looks again at once only after a round its limit cut short, so the
+/// store must say so; what the endpoint's in-flight limit keeps back stays claimable.
+async fn a_claim_round_says_when_its_limit_cut_it_short(kind: Kind) {
+    let pki = receiver::pki();
+    let Some((server, _dir)) = delivery_server(kind, &pki, |c| c.max_in_flight_per_endpoint = 1).await else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    hook.set(200, Duration::from_millis(1500));
+    let (company, _) = subscribed(&server, &hook, json!({})).await;
+    let mut realms = vec![company.realm_id.clone()];
+    for _ in 0..5 {
+        let realm = server.realm("sandbox").await;
+        server.connect(&company.app_id, &realm).await;
+        realms.push(realm);
+    }
+    for (i, realm) in realms.iter().enumerate() {
+        ingest_one(&server, realm, &i.to_string()).await;
+    }
+    // One attempt holds the endpoint's only permit; the other realms wait.
+    assert_eq!(hook.wait_for(1, Duration::from_secs(3)).await.len(), 1);
+    let claimable = |limit| {
+        server.state.store.claimable(
+            ledgerhook_domain::Timestamp::now(),
+            ledgerhook_domain::Ordering::BestEffort,
+            limit,
+        )
+    };
+    // Claiming ahead takes a few more; what remains due is more than one.
+    let all = claimable(10).await.unwrap();
+    let due = all.candidates.len();
+    assert!(due >= 2, "only {due} due: {:?}", all.candidates);
+    assert!(
+        !all.more,
+        "{due} due were read under a limit of ten, yet more is said to be due"
+    );
+    let cut = claimable(due as u32 - 1).await.unwrap();
+    assert_eq!(cut.candidates.len(), due - 1);
+    assert!(
+        cut.more,
+        "{} of {due} due were read, yet no more is said to be due",
+        due - 1
+    );
+    // One permit, 0.5 s each: all six are sent, one after another.
+    hook.set(200, Duration::from_millis(500));
+    let seen = hook.wait_for(6, Duration::from_secs(10)).await;
+    let mut sent: Vec<String> = seen.iter().map(|r| entity_ids(r)[0].clone()).collect();
+    sent.sort();
+    assert_eq!(sent, ["0", "1", "2", "3", "4", "5"]);
+}
+
 async fn releasing_one_stream_keeps_the_others_leased(kind: Kind) {
     let pki = receiver::pki();
     let Some((server, _dir)) = delivery_server(kind, &pki, |_| {}).await else {
@@ -369,7 +421,8 @@ async fn releasing_one_stream_keeps_the_others_leased(kind: Kind) {
             10,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .candidates;
     assert!(
         claimable.iter().all(|c| c.realm_id != other),
         "the other stream lost its lease: {claimable:?}"
