@@ -491,8 +491,10 @@ impl Dispatcher {
         })
     }
 
-    /// How long to sleep after a round that started nothing; `looked_at` is no later than
-    /// the time the round looked at the queue, so nothing due after what it saw is missed.
+    /// How long to sleep after a round that found nothing more to start; `looked_at` is no
+    /// later than the time the round looked at the queue, so nothing due after what it
+    /// saw is missed. With `blocked` candidates (an endpoint at its in-flight limit), a
+    /// short sleep: a finished attempt frees room and wakes the loop sooner.
     async fn sleep_for(&self, blocked: bool, looked_at: Timestamp) -> Duration {
         if blocked {
             return Duration::from_millis(200);
