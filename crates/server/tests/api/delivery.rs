@@ -67,6 +67,17 @@ async fn subscribed(server: &TestServer, receiver: &Receiver, extra: Value) -> (
     (company, app)
 }
 
+/// The company's realm and `more` new sandbox realms, all connected to its app.
+async fn with_more_realms(server: &TestServer, company: &Company, more: usize) -> Vec<String> {
+    let mut realms = vec![company.realm_id.clone()];
+    for _ in 0..more {
+        let realm = server.realm("sandbox").await;
+        server.connect(&company.app_id, &realm).await;
+        realms.push(realm);
+    }
+    realms
+}
+
 async fn ingest_one(server: &TestServer, realm_id: &str, id: &str) {
     let events =
         json!([{"name": "Customer", "id": id, "operation": "Update", "lastUpdated": minutes_ago(1)}]);
@@ -349,12 +360,7 @@ async fn a_claim_round_says_when_its_limit_cut_it_short(kind: Kind) {
     let hook = receiver::start(Some(pki.signed.clone())).await;
     hook.set(200, Duration::from_millis(1500));
     let (company, _) = subscribed(&server, &hook, json!({})).await;
-    let mut realms = vec![company.realm_id.clone()];
-    for _ in 0..5 {
-        let realm = server.realm("sandbox").await;
-        server.connect(&company.app_id, &realm).await;
-        realms.push(realm);
-    }
+    let realms = with_more_realms(&server, &company, 5).await;
     for (i, realm) in realms.iter().enumerate() {
         ingest_one(&server, realm, &i.to_string()).await;
     }
@@ -474,12 +480,7 @@ async fn one_attempt_in_flight_per_realm_while_realms_run_in_parallel(kind: Kind
     let hook = receiver::start(Some(pki.signed.clone())).await;
     hook.set(200, Duration::from_millis(150));
     let (company, _) = subscribed(&server, &hook, json!({})).await;
-    let mut realms = vec![company.realm_id.clone()];
-    for _ in 0..2 {
-        let realm = server.realm("sandbox").await;
-        server.connect(&company.app_id, &realm).await;
-        realms.push(realm);
-    }
+    let realms = with_more_realms(&server, &company, 2).await;
     for i in 0..4 {
         for realm in &realms {
             ingest_one(&server, realm, &format!("{i}")).await;
