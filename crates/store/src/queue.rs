@@ -232,7 +232,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let backend = self.backend();
         let mut tx = self.writer().begin().await?;
-        park(&mut tx, backend, parkings, now).await?;
+        move_parked(&mut tx, backend, parkings, now, Direction::Park).await?;
         let unparked: Vec<Parking> = results
             .iter()
             .filter_map(|r| {
@@ -244,7 +244,7 @@ impl Store {
                 })
             })
             .collect();
-        unpark(&mut tx, backend, &unparked, now).await?;
+        move_parked(&mut tx, backend, &unparked, now, Direction::Unpark).await?;
         for round in rounds_by_notification(results) {
             for chunk in round.chunks(ROWS_PER_STATEMENT) {
                 insert_attempts(&mut tx, backend, chunk).await?;
@@ -336,7 +336,14 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        unpark(&mut tx, self.backend(), &released, Timestamp::now()).await?;
+        move_parked(
+            &mut tx,
+            self.backend(),
+            &released,
+            Timestamp::now(),
+            Direction::Unpark,
+        )
+        .await?;
         if !released.is_empty() {
             // Streams are free again: other nodes may have their next notifications.
             self.announcer().announce(&mut tx, Signal::Notifications).await?;
@@ -537,34 +544,17 @@ enum Bind<'a> {
     Int(i64),
 }
 
-/// Parks each stream's due notifications from `from_seq` on until `until` (one statement
-/// per 200 streams; nothing when there are none).
-async fn park(
-    tx: &mut Tx,
-    backend: Backend,
-    parkings: &[Parking],
-    now: Timestamp,
-) -> Result<(), sqlx::Error> {
-    move_parked(tx, backend, parkings, now, Direction::Park).await
-}
-
-/// Makes what `parkings` parked due at `now`: the stream's notifications from `from_seq`
-/// on that are due exactly at the lease's end.
-async fn unpark(
-    tx: &mut Tx,
-    backend: Backend,
-    parkings: &[Parking],
-    now: Timestamp,
-) -> Result<(), sqlx::Error> {
-    move_parked(tx, backend, parkings, now, Direction::Unpark).await
-}
-
+/// Which way [`move_parked`] moves a stream's notifications.
 #[derive(Clone, Copy)]
 enum Direction {
+    /// Its due notifications from `from_seq` on become due at `until` (the lease's end).
     Park,
+    /// What was parked (from `from_seq` on, due exactly at `until`) becomes due now.
     Unpark,
 }
 
+/// Parks or unparks each stream of `parkings` (one statement per 200 streams; nothing
+/// when there are none).
 async fn move_parked(
     tx: &mut Tx,
     backend: Backend,
