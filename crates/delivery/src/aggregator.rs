@@ -4,10 +4,11 @@
 //! safety sweep (another node may have opened a window this process was not told about).
 
 use crate::payload;
+use ledgerhook_background::{Status, Step, WorkError, Worker};
 use ledgerhook_domain::Timestamp;
 use ledgerhook_store::notifications::NewNotification;
 use ledgerhook_store::windows::{ClosingWindow, WindowPolicy};
-use ledgerhook_store::Store;
+use ledgerhook_store::{Store, StoreError};
 use rand::RngCore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,64 +63,54 @@ pub struct Aggregator {
 
 impl Aggregator {
     /// Closes a round of due windows; answers how many were taken.
-    pub async fn close_due(&self) -> usize {
+    pub async fn close_due(&self) -> Result<usize, StoreError> {
         let closed = self
             .store
             .close_due_windows(&self.policy, Timestamp::now(), ROUND, render_window)
-            .await;
-        match closed {
-            Ok(closed) => {
-                if closed.notifications > 0 {
-                    tracing::debug!(
-                        windows = closed.windows,
-                        made = closed.notifications,
-                        "windows closed"
-                    );
-                    self.metrics
-                        .notifications_made
-                        .fetch_add(closed.notifications as u64, std::sync::atomic::Ordering::Relaxed);
-                    self.made.notify_one();
-                }
-                closed.windows
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "closing windows failed");
-                0
-            }
+            .await?;
+        if closed.notifications > 0 {
+            tracing::debug!(
+                windows = closed.windows,
+                made = closed.notifications,
+                "windows closed"
+            );
+            self.metrics
+                .notifications_made
+                .fetch_add(closed.notifications as u64, std::sync::atomic::Ordering::Relaxed);
+            self.made.notify_one();
         }
+        Ok(closed.windows)
     }
 
     /// How long to sleep before the next window is due (at most the safety sweep).
-    async fn sleep_for(&self) -> Duration {
-        match self.store.next_window_due().await {
-            Ok(Some(due)) => {
+    async fn sleep_for(&self) -> Result<Duration, StoreError> {
+        Ok(match self.store.next_window_due().await? {
+            Some(due) => {
                 let wait = due.millis() - Timestamp::now().millis();
                 Duration::from_millis(wait.max(0) as u64).min(SAFETY_SWEEP)
             }
-            Ok(None) => SAFETY_SWEEP,
-            Err(err) => {
-                tracing::error!(error = %err, "reading the next window failed");
-                Duration::from_secs(1)
-            }
-        }
+            None => SAFETY_SWEEP,
+        })
     }
 
     /// Runs until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if self.close_due().await as u32 == ROUND {
-                continue;
-            }
-            let sleep = self.sleep_for().await;
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => {}
-            }
+    pub async fn run(self, shutdown: watch::Receiver<bool>, status: Status) {
+        let wake = self.wake.clone();
+        ledgerhook_background::run(self, Some(wake), shutdown, status).await;
+    }
+}
+
+impl Worker for Aggregator {
+    fn name(&self) -> &'static str {
+        "aggregator"
+    }
+
+    /// One round of closing; busy again at once when the round was full.
+    async fn work(&mut self) -> Result<Step, WorkError> {
+        if self.close_due().await? as u32 == ROUND {
+            return Ok(Step::Busy);
         }
+        Ok(Step::Idle(self.sleep_for().await?))
     }
 }
 

@@ -1,8 +1,9 @@
 //! Housekeeping on a timer: configurations blacklisted for `inactive-after` become
 //! inactive, and rows older than `retention` are removed.
 
+use ledgerhook_background::{Status, Step, WorkError, Worker};
 use ledgerhook_domain::Timestamp;
-use ledgerhook_store::Store;
+use ledgerhook_store::{Store, StoreError};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -24,29 +25,34 @@ impl Janitor {
     }
 
     /// One round of housekeeping.
-    pub async fn sweep(&self) {
+    pub async fn sweep(&self) -> Result<(), StoreError> {
         let now = Timestamp::now();
         let inactive_cutoff = Timestamp(now.millis() - self.inactive_after.as_millis() as i64);
-        match self.store.deactivate_blacklisted(inactive_cutoff, now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(configurations = n, "blacklisted configurations became inactive"),
-            Err(err) => tracing::error!(error = %err, "deactivating blacklisted configurations failed"),
+        let deactivated = self.store.deactivate_blacklisted(inactive_cutoff, now).await?;
+        if deactivated > 0 {
+            tracing::info!(
+                configurations = deactivated,
+                "blacklisted configurations became inactive"
+            );
         }
         let retention_cutoff = Timestamp(now.millis() - self.retention.as_millis() as i64);
-        if let Err(err) = self.store.purge(retention_cutoff, now).await {
-            tracing::error!(error = %err, "retention purge failed");
-        }
+        self.store.purge(retention_cutoff, now).await?;
+        Ok(())
     }
 
     /// Runs until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let interval = self.interval();
-        loop {
-            self.sweep().await;
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+    pub async fn run(self, shutdown: watch::Receiver<bool>, status: Status) {
+        ledgerhook_background::run(self, None, shutdown, status).await;
+    }
+}
+
+impl Worker for Janitor {
+    fn name(&self) -> &'static str {
+        "janitor"
+    }
+
+    async fn work(&mut self) -> Result<Step, WorkError> {
+        self.sweep().await?;
+        Ok(Step::Idle(self.interval()))
     }
 }

@@ -1,48 +1,9 @@
-//! Signatures and the headers of an attempt (SPEC §5).
-//!
-//! - `intuit-signature`: standard base64 of HMAC-SHA256 over the exact body, keyed with
-//!   the app's verifier token as UTF-8 bytes (what every QuickBooks sample verifies).
-//! - Standard Webhooks: `webhook-signature: v1,<base64 HMAC-SHA256 of
-//!   "{id}.{timestamp}.{body}">` keyed with the base64-decoded `whsec_` secret; several
-//!   space-separated during a rotation's grace period.
+//! The headers of an attempt (SPEC §5): both signatures (made by `ledgerhook-signing`,
+//! which the receiver SDK verifies with), several space-separated during a rotation's
+//! grace period, and QuickBooks' and Standard Webhooks' other headers.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use ledgerhook_domain::{PayloadFormat, Timestamp};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
-
-/// The `intuit-signature` of `body` under `verifier_token`.
-pub fn intuit_signature(verifier_token: &str, body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(verifier_token.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    STANDARD.encode(mac.finalize().into_bytes())
-}
-
-/// A Standard Webhooks secret that is not `whsec_` followed by base64.
-#[derive(Debug, thiserror::Error)]
-#[error("signing secret is not whsec_ followed by base64")]
-pub struct BadSecret;
-
-/// The key bytes of a `whsec_…` secret.
-pub fn standard_key(secret: &str) -> Result<Vec<u8>, BadSecret> {
-    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    STANDARD.decode(encoded).map_err(|_| BadSecret)
-}
-
-/// One `v1,<base64>` signature of (id, timestamp, body) under `secret`.
-pub fn standard_signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, BadSecret> {
-    let key = standard_key(secret)?;
-    let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
-}
+pub use ledgerhook_signing::{intuit_signature, standard_signature, BadSecret, StandardKey};
 
 /// A secret pair during (or outside) a rotation's grace period, in clear text.
 #[derive(Clone, Debug)]
@@ -158,31 +119,6 @@ pub fn random_uuid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn intuit_signature_matches_the_reference_vectors() {
-        assert_eq!(
-            intuit_signature("verify_me", b"{\"stuff\":\"5\"}"),
-            "nfPLN16u3vMvv08ghDs+dOkLuirEVDy5wAeG/lmM2OA="
-        );
-        let body = br#"{"eventNotifications":[{"realmId":"1185883450","dataChangeEvent":{"entities":[{"name":"Customer","id":"1","operation":"Create","lastUpdated":"2015-10-05T14:42:19-0700"}]}}]}"#;
-        assert_eq!(
-            intuit_signature("b5771f19b12ddb4bcdb9f08bdc50bc63878a", body),
-            "JC2GUwciPmRBwEO7WvrRmKqu9tGOKL8FFallocTFi8Q="
-        );
-    }
-
-    #[test]
-    fn standard_webhooks_matches_the_specification_vector() {
-        let signature = standard_signature(
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1614265330,
-            br#"{"test": 2432232314}"#,
-        )
-        .unwrap();
-        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    }
 
     fn signing<'a>(format: PayloadFormat, verifier: &'a KeyPair, secret: &'a KeyPair) -> AttemptSigning<'a> {
         AttemptSigning {

@@ -1,11 +1,7 @@
-//! Signature verification.
+//! Signature verification, with the signing code the server signs with
+//! (`ledgerhook-signing`).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
+use ledgerhook_signing::{intuit_signature_matches, StandardKey};
 
 /// Why a notification was not accepted as authentic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,24 +20,15 @@ pub enum VerifyError {
     BadSecret,
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The `intuit-signature` of `body` under `verifier_token` (base64 HMAC-SHA256).
-pub fn intuit_signature(verifier_token: &str, body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(verifier_token.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    STANDARD.encode(mac.finalize().into_bytes())
-}
+pub use ledgerhook_signing::intuit_signature;
 
 /// Checks `intuit-signature` over the raw body against any of `verifier_tokens` (more
 /// than one during a rotation). Hash the bytes received, not a re-serialisation.
 pub fn intuit(verifier_tokens: &[&str], body: &[u8], signature: &str) -> Result<(), VerifyError> {
-    let presented = signature.trim().as_bytes();
     if verifier_tokens
         .iter()
-        .any(|key| constant_time_eq(intuit_signature(key, body).as_bytes(), presented))
+        .any(|key| intuit_signature_matches(key, body, signature))
     {
         Ok(())
     } else {
@@ -51,7 +38,7 @@ pub fn intuit(verifier_tokens: &[&str], body: &[u8], signature: &str) -> Result<
 
 /// Standard Webhooks verification with one or more `whsec_…` secrets.
 pub struct StandardWebhooks {
-    keys: Vec<Vec<u8>>,
+    keys: Vec<StandardKey>,
     tolerance_secs: i64,
 }
 
@@ -60,12 +47,7 @@ impl StandardWebhooks {
     pub fn new<S: AsRef<str>>(secrets: &[S]) -> Result<StandardWebhooks, VerifyError> {
         let keys = secrets
             .iter()
-            .map(|s| {
-                let s = s.as_ref();
-                STANDARD
-                    .decode(s.strip_prefix("whsec_").unwrap_or(s))
-                    .map_err(|_| VerifyError::BadSecret)
-            })
+            .map(|s| StandardKey::parse(s.as_ref()).map_err(|_| VerifyError::BadSecret))
             .collect::<Result<_, _>>()?;
         Ok(StandardWebhooks {
             keys,
@@ -99,24 +81,13 @@ impl StandardWebhooks {
         if (now - timestamp).abs() > self.tolerance_secs {
             return Err(VerifyError::Timestamp);
         }
-        let presented: Vec<&str> = signature
-            .split(' ')
-            .filter_map(|s| s.strip_prefix("v1,"))
-            .collect();
-        for key in &self.keys {
-            let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
-            mac.update(id.as_bytes());
-            mac.update(b".");
-            mac.update(timestamp_text.trim().as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            let expected = STANDARD.encode(mac.finalize().into_bytes());
-            if presented
-                .iter()
-                .any(|p| constant_time_eq(expected.as_bytes(), p.as_bytes()))
-            {
-                return Ok(());
-            }
+        let timestamp_text = timestamp_text.trim();
+        if self
+            .keys
+            .iter()
+            .any(|key| key.verifies(id, timestamp_text, body, signature))
+        {
+            return Ok(());
         }
         Err(VerifyError::Mismatch)
     }

@@ -10,7 +10,7 @@ use ledgerhook_domain::Timestamp;
 use ledgerhook_store::fanout::FanOut;
 use ledgerhook_store::ingest::{IngestOutcome, IngestRequest};
 use ledgerhook_store::windows::WindowPolicy;
-use ledgerhook_store::{Backend, Store};
+use ledgerhook_store::{Backend, Store, StoreError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::runtime::Handle;
@@ -21,7 +21,8 @@ const MAX_REQUESTS_PER_COMMIT: usize = 512;
 /// At most about this many events share one transaction.
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 
-type Reply = oneshot::Sender<Result<IngestOutcome, String>>;
+/// A writer's answer to one request; the error is shared by every request of the group.
+type Reply = oneshot::Sender<Result<IngestOutcome, Arc<StoreError>>>;
 
 /// The background tasks a commit may have given work.
 #[derive(Clone)]
@@ -42,8 +43,8 @@ pub struct Ingestor {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The database refused the transaction; nothing was stored.
-    #[error("storing the events failed: {0}")]
-    Store(String),
+    #[error("storing the events failed")]
+    Store(#[source] Arc<StoreError>),
     /// The server is stopping.
     #[error("the server is shutting down")]
     Stopping,
@@ -51,7 +52,7 @@ pub enum IngestError {
 
 impl Ingestor {
     /// Starts the writer tasks on `runtime`: one on SQLite (one writer at a time
-    /// anyway), four on PostgreSQL (commits overlap there).
+    /// anyway), two on PostgreSQL (commits overlap there).
     pub fn start(
         store: Store,
         policy: WindowPolicy,
@@ -159,13 +160,14 @@ async fn write_loop(
                     if let Ok((_, fanned)) = &result {
                         woken(fanned);
                     }
-                    let _ = reply.send(result.map(|(mut o, _)| o.remove(0)).map_err(|e| e.to_string()));
+                    let _ = reply.send(result.map(|(mut o, _)| o.remove(0)).map_err(Arc::new));
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, "ingestion failed");
+                let err = Arc::new(err);
                 for reply in replies {
-                    let _ = reply.send(Err(err.to_string()));
+                    let _ = reply.send(Err(err.clone()));
                 }
             }
         }

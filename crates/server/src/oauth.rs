@@ -1,18 +1,22 @@
 //! OAuth 2.0 grants: access and refresh tokens for one app on one realm, stored only as
 //! hashes. Lifetimes are QuickBooks': access one hour, refresh 100 days (real time, never
 //! scaled by `time-scale`).
+//!
+//! **API boundary:** this module answers typed values and [`OAuthError`]; `http/oauth.rs`
+//! and `http/connections.rs` turn them into responses.
 
 use crate::auth::{hash_token, new_secret};
-use crate::http::ApiError;
 use crate::AppState;
 use ledgerhook_domain::Timestamp;
 use ledgerhook_store::model::{NewToken, TokenKind};
-use serde_json::{json, Value};
+use ledgerhook_store::StoreError;
 
 /// Seconds an access token lives.
 pub const ACCESS_TOKEN_SECONDS: i64 = 3600;
 /// Seconds a refresh token lives.
 pub const REFRESH_TOKEN_SECONDS: i64 = 100 * 86_400;
+/// Seconds an authorization code lives.
+pub const CODE_SECONDS: i64 = 600;
 
 /// A freshly issued pair of tokens (the only time they exist in the clear).
 pub struct Grant {
@@ -44,40 +48,34 @@ impl Grant {
         ];
         (grant, rows)
     }
+}
 
-    /// The management API's answer to a connection.
-    pub fn to_json(&self, realm_id: &str) -> Value {
-        json!({
-            "realm_id": realm_id,
-            "access_token": self.access_token,
-            "refresh_token": self.refresh_token,
-            "expires_in": ACCESS_TOKEN_SECONDS,
-        })
-    }
+/// Why a token request was refused, in OAuth 2.0's terms (RFC 6749 §5.2), or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// Bad or missing client credentials (`401`).
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// The code or refresh token is unknown, expired, used, or not this client's.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    /// A parameter is missing or malformed.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A grant type other than `authorization_code` and `refresh_token`.
+    #[error("grant_type must be authorization_code or refresh_token")]
+    UnsupportedGrantType,
+    /// The database failed; nothing was issued or consumed by this request.
+    #[error("the token store failed")]
+    Store(#[from] StoreError),
 }
 
 /// Connects `app_id` to `realm_id` (if not already) and issues a new pair of tokens.
-pub async fn connect(state: &AppState, app_id: &str, realm_id: &str) -> Result<Grant, ApiError> {
+pub async fn connect(state: &AppState, app_id: &str, realm_id: &str) -> Result<Grant, StoreError> {
     let now = Timestamp::now();
     let (grant, rows) = Grant::issue(now);
     state.store.connect(app_id, realm_id, &rows, now).await?;
     Ok(grant)
-}
-
-/// Seconds an authorization code lives.
-pub const CODE_SECONDS: i64 = 600;
-
-/// Why a token request was refused, in OAuth 2.0's terms (RFC 6749 §5.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OAuthError {
-    /// Bad or missing client credentials (`401`).
-    InvalidClient,
-    /// The code or refresh token is unknown, expired, used, or not this client's.
-    InvalidGrant(&'static str),
-    /// A parameter is missing or malformed.
-    InvalidRequest(String),
-    /// A grant type other than `authorization_code` and `refresh_token`.
-    UnsupportedGrantType,
 }
 
 /// Issues a one-time authorization code for `app_id` on `realm_id`, bound to
@@ -87,7 +85,7 @@ pub async fn new_code(
     app_id: &str,
     realm_id: &str,
     redirect_uri: &str,
-) -> Result<String, ApiError> {
+) -> Result<String, StoreError> {
     let now = Timestamp::now();
     let code = new_secret("lhc_");
     let row = NewToken {
@@ -109,21 +107,12 @@ pub async fn exchange_code(
     redirect_uri: &str,
 ) -> Result<(Grant, String), OAuthError> {
     let hash = hash_token(code);
-    let stored = state
-        .store
-        .oauth_token(&hash)
-        .await
-        .map_err(|_| OAuthError::InvalidGrant("server error"))?;
+    let stored = state.store.oauth_token(&hash).await?;
     let Some(stored) = stored.filter(|t| t.kind == TokenKind::Code && t.app_id == app_id) else {
         return Err(OAuthError::InvalidGrant("unknown authorization code"));
     };
     // Consume it first: a code works once, even under concurrent use.
-    if !state
-        .store
-        .delete_oauth_token(&hash)
-        .await
-        .map_err(|_| OAuthError::InvalidGrant("server error"))?
-    {
+    if !state.store.delete_oauth_token(&hash).await? {
         return Err(OAuthError::InvalidGrant("authorization code already used"));
     }
     if stored.expires_at <= Timestamp::now() {
@@ -134,44 +123,26 @@ pub async fn exchange_code(
             "redirect_uri does not match the authorization request",
         ));
     }
-    let grant = connect(state, app_id, &stored.realm_id)
-        .await
-        .map_err(|_| OAuthError::InvalidGrant("server error"))?;
+    let grant = connect(state, app_id, &stored.realm_id).await?;
     Ok((grant, stored.realm_id))
 }
 
 /// Exchanges a refresh token for a new pair (the old refresh token stops working).
 pub async fn refresh(state: &AppState, app_id: &str, refresh_token: &str) -> Result<Grant, OAuthError> {
     let hash = hash_token(refresh_token);
-    let stored = state
-        .store
-        .oauth_token(&hash)
-        .await
-        .map_err(|_| OAuthError::InvalidGrant("server error"))?;
+    let stored = state.store.oauth_token(&hash).await?;
     let Some(stored) = stored.filter(|t| t.kind == TokenKind::Refresh && t.app_id == app_id) else {
         return Err(OAuthError::InvalidGrant("unknown refresh token"));
     };
     if stored.expires_at <= Timestamp::now() {
         return Err(OAuthError::InvalidGrant("refresh token expired"));
     }
-    if state
-        .store
-        .connection(app_id, &stored.realm_id)
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
+    if state.store.connection(app_id, &stored.realm_id).await?.is_none() {
         return Err(OAuthError::InvalidGrant(
             "the app is no longer connected to the realm",
         ));
     }
-    if !state
-        .store
-        .delete_oauth_token(&hash)
-        .await
-        .map_err(|_| OAuthError::InvalidGrant("server error"))?
-    {
+    if !state.store.delete_oauth_token(&hash).await? {
         return Err(OAuthError::InvalidGrant("refresh token already used"));
     }
     let now = Timestamp::now();
@@ -179,20 +150,17 @@ pub async fn refresh(state: &AppState, app_id: &str, refresh_token: &str) -> Res
     state
         .store
         .add_tokens(app_id, &stored.realm_id, &rows, now)
-        .await
-        .map_err(|_| OAuthError::InvalidGrant("server error"))?;
+        .await?;
     Ok(grant)
 }
 
-impl Grant {
-    /// The token endpoint's answer, in Intuit's shape.
-    pub fn token_response(&self) -> Value {
-        json!({
-            "token_type": "bearer",
-            "access_token": self.access_token,
-            "expires_in": ACCESS_TOKEN_SECONDS,
-            "refresh_token": self.refresh_token,
-            "x_refresh_token_expires_in": REFRESH_TOKEN_SECONDS,
-        })
+/// Revokes `token` (an access or refresh token of `app_id`): disconnects the app from
+/// that realm, as Intuit does. An unknown token or another app's changes nothing.
+pub async fn revoke(state: &AppState, app_id: &str, token: &str) -> Result<(), StoreError> {
+    if let Some(stored) = state.store.oauth_token(&hash_token(token)).await? {
+        if stored.app_id == app_id {
+            state.store.disconnect(app_id, &stored.realm_id).await?;
+        }
     }
+    Ok(())
 }

@@ -109,15 +109,21 @@ impl RunningServer {
             stopping.clone(),
         );
         let pipeline = self.state.pipeline.handle();
-        let aggregator = pipeline.spawn(aggregator.run(stopping.clone()));
-        let dispatcher = pipeline.spawn(self.state.dispatcher.clone().run(stopping.clone()));
+        let background = &self.state.background;
+        let aggregator = pipeline.spawn(aggregator.run(stopping.clone(), background.aggregator.clone()));
+        let dispatcher = pipeline.spawn(
+            self.state
+                .dispatcher
+                .clone()
+                .run(stopping.clone(), background.dispatcher.clone()),
+        );
         let config = &self.state.config;
         let janitor = Janitor {
             store: self.state.store.clone(),
             inactive_after: config.scaled(config.inactive_after),
             retention: config.scaled(config.retention),
         };
-        let janitor = tokio::spawn(janitor.run(stopping.clone()));
+        let janitor = tokio::spawn(janitor.run(stopping.clone(), background.janitor.clone()));
         let app = http::router(self.state.clone());
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

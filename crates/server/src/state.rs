@@ -4,6 +4,7 @@ use crate::auth::OperatorToken;
 use crate::ingest::{Ingestor, Wake};
 use crate::pipeline::Pipeline;
 use crate::Config;
+use ledgerhook_background::Status;
 use ledgerhook_delivery::dispatcher::{Dispatcher, DispatcherOptions};
 use ledgerhook_delivery::metrics::Metrics;
 use ledgerhook_delivery::outbound::guard::Lookup;
@@ -38,6 +39,30 @@ pub struct AppState {
     pub operator_token: Arc<OperatorToken>,
     /// The runtime of the tasks that hold the write path.
     pub pipeline: Arc<Pipeline>,
+    /// Failed steps and last errors of the background workers, for `/metrics`.
+    pub background: BackgroundStatus,
+}
+
+/// The status of each background worker of the server.
+#[derive(Clone, Default)]
+pub struct BackgroundStatus {
+    /// Closes due windows.
+    pub aggregator: Status,
+    /// Claims and attempts notifications.
+    pub dispatcher: Status,
+    /// Inactive-after and retention.
+    pub janitor: Status,
+}
+
+impl BackgroundStatus {
+    /// Each worker's name and status.
+    pub fn all(&self) -> [(&'static str, &Status); 3] {
+        [
+            ("aggregator", &self.aggregator),
+            ("dispatcher", &self.dispatcher),
+            ("janitor", &self.janitor),
+        ]
+    }
 }
 
 impl AppState {
@@ -90,6 +115,7 @@ impl AppState {
             metrics,
             operator_token: Arc::new(OperatorToken::default()),
             pipeline,
+            background: BackgroundStatus::default(),
         }
     }
 }

@@ -47,9 +47,10 @@ pub enum StoreError {
     /// A unique key already exists.
     #[error("already exists: {0}")]
     Conflict(String),
-    /// A grouped write (attempt results) failed; the message is the group's error.
-    #[error("recording attempts failed: {0}")]
-    Recording(String),
+    /// A grouped write (attempt results) failed; the source is the group's error, shared
+    /// by every attempt of the group.
+    #[error("recording attempts failed")]
+    Recording(#[source] std::sync::Arc<StoreError>),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

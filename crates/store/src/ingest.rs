@@ -38,11 +38,23 @@ pub struct IngestRequest {
     pub realm_id: String,
     /// Events in request order.
     pub events: Vec<NewEvent>,
-    /// `Idempotency-Key` and the hash of the request body.
-    pub idempotency: Option<(String, String)>,
+    /// The request's `Idempotency-Key`, if it has one.
+    pub idempotency: Option<Idempotency>,
     /// A condition on one entity's state, checked in the transaction (the
     /// QuickBooks-compatible API's create and `SyncToken` check).
     pub precondition: Option<Precondition>,
+}
+
+/// An idempotency key as stored: a repeat of the same key and body within
+/// [`IDEMPOTENCY_WINDOW_MS`] is answered `response` and stores nothing.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    /// The client's key.
+    pub key: String,
+    /// A hash of the request body (a repeat must match it).
+    pub request_hash: String,
+    /// The answer to give a repeat, as the caller renders it (the store keeps it opaque).
+    pub response: String,
 }
 
 /// A condition on the current state of one entity.
@@ -120,7 +132,7 @@ impl Store {
                 (_, Some(p)) if !precondition_holds(&mut tx, &request.realm_id, p).await? => {
                     IngestOutcome::PreconditionFailed
                 }
-                (Some((key, hash)), _) => claim_idempotency_key(&mut tx, request, key, hash, now).await?,
+                (Some(key), _) => claim_idempotency_key(&mut tx, request, key, now).await?,
                 (None, _) => IngestOutcome::Accepted(request.events.len()),
             };
             if matches!(outcome, IngestOutcome::Accepted(_)) {
@@ -157,18 +169,13 @@ async fn precondition_holds(
     })
 }
 
-/// The answer stored with an idempotency key.
-pub fn accepted_response(count: usize) -> String {
-    format!("{{\"accepted\":{count}}}")
-}
-
 async fn claim_idempotency_key(
     tx: &mut Transaction<'static, Any>,
     request: &IngestRequest,
-    key: &str,
-    hash: &str,
+    idempotency: &Idempotency,
     now: Timestamp,
 ) -> Result<IngestOutcome, sqlx::Error> {
+    let (key, hash) = (&idempotency.key, &idempotency.request_hash);
     let existing = sqlx::query("SELECT request_hash, response, created_at FROM idempotency_keys WHERE realm_id = $1 AND idem_key = $2")
         .bind(&request.realm_id)
         .bind(key)
@@ -178,7 +185,7 @@ async fn claim_idempotency_key(
         let created_at: i64 = row.try_get("created_at")?;
         if now.millis() - created_at < IDEMPOTENCY_WINDOW_MS {
             let stored_hash: String = row.try_get("request_hash")?;
-            return Ok(if stored_hash == hash {
+            return Ok(if &stored_hash == hash {
                 IngestOutcome::Replayed(row.try_get("response")?)
             } else {
                 IngestOutcome::KeyConflict
@@ -193,7 +200,7 @@ async fn claim_idempotency_key(
     .bind(&request.realm_id)
     .bind(key)
     .bind(hash)
-    .bind(accepted_response(request.events.len()))
+    .bind(&idempotency.response)
     .bind(now.millis())
     .execute(&mut **tx)
     .await?;

@@ -1,6 +1,7 @@
 //! Opening a store: URL parsing, the SQLite single-process lock, pool set-up, migrations.
 
 use crate::{migrate, Inner, Store, StoreError};
+use ledgerhook_background::{Status, Step, WorkError, Worker};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 use std::path::{Path, PathBuf};
@@ -172,23 +173,42 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// `PASSIVE` mode (it never waits for or blocks the writer or readers). With SQLite's
 /// automatic checkpoints the commit that crosses 1,000 WAL pages copies and fsyncs them
 /// itself, holding the only writer — and every ingestion and delivery waiting for it —
-/// for milliseconds. Stops when the store is gone.
-async fn checkpoint_loop(store: std::sync::Weak<Inner>, connection: AnyPool) {
-    loop {
-        tokio::time::sleep(CHECKPOINT_EVERY).await;
-        let Some(inner) = store.upgrade() else { break };
+/// for milliseconds. Done when the store is gone.
+struct Checkpointer {
+    store: std::sync::Weak<Inner>,
+    connection: AnyPool,
+}
+
+impl Worker for Checkpointer {
+    fn name(&self) -> &'static str {
+        "sqlite-checkpointer"
+    }
+
+    async fn work(&mut self) -> Result<Step, WorkError> {
+        let Some(inner) = self.store.upgrade() else {
+            return Ok(Step::Done);
+        };
         if inner.write.is_closed() {
-            break;
+            return Ok(Step::Done);
         }
         drop(inner);
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&connection)
-            .await
-        {
-            tracing::warn!(error = %err, "WAL checkpoint failed");
-        }
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.connection)
+            .await?;
+        Ok(Step::Idle(CHECKPOINT_EVERY))
     }
-    connection.close().await;
+
+    async fn stop(&mut self) {
+        self.connection.close().await;
+    }
+}
+
+async fn checkpoint_loop(store: std::sync::Weak<Inner>, connection: AnyPool) {
+    // The first checkpoint waits a period too: the store has only just been opened.
+    tokio::time::sleep(CHECKPOINT_EVERY).await;
+    let (_never_stops, shutdown) = tokio::sync::watch::channel(false);
+    let worker = Checkpointer { store, connection };
+    ledgerhook_background::run(worker, None, shutdown, Status::default()).await;
 }
 
 /// Prepared statements each PostgreSQL connection keeps. The pipeline's statements

@@ -41,7 +41,15 @@ pub async fn create(
         return Err(ApiError::not_found(format!("realm {} not found", input.realm_id)));
     }
     let grant = oauth::connect(&state, &app_id, &input.realm_id).await?;
-    Ok((StatusCode::CREATED, Json(grant.to_json(&input.realm_id))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "realm_id": input.realm_id,
+            "access_token": grant.access_token,
+            "refresh_token": grant.refresh_token,
+            "expires_in": oauth::ACCESS_TOKEN_SECONDS,
+        })),
+    ))
 }
 
 /// `GET …/connections`.

@@ -53,9 +53,10 @@ impl ApiError {
         }
     }
 
-    /// A `500 internal`: the cause is logged, the client sees a generic message.
-    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
-        tracing::error!(error = %cause, "internal error");
+    /// A `500 internal`: the cause and its sources are logged, the client sees a generic
+    /// message.
+    pub fn internal(cause: &dyn std::error::Error) -> ApiError {
+        tracing::error!(error = %Chain(cause), "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -70,6 +71,40 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
             other => ApiError::internal(&other),
         }
+    }
+}
+
+impl From<crate::ingest::IngestError> for ApiError {
+    fn from(err: crate::ingest::IngestError) -> Self {
+        match err {
+            crate::ingest::IngestError::Stopping => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the server is shutting down; nothing was stored, retry on another node or later",
+            ),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<ledgerhook_delivery::dispatcher::SendError> for ApiError {
+    fn from(err: ledgerhook_delivery::dispatcher::SendError) -> Self {
+        ApiError::internal(&err)
+    }
+}
+
+/// An error and every `source()` under it, joined by `: `, for one log line.
+pub struct Chain<'a>(pub &'a dyn std::error::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 

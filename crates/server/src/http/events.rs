@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledgerhook_domain::entity;
 use ledgerhook_domain::{Operation, Timestamp};
-use ledgerhook_store::ingest::{accepted_response, IngestOutcome, IngestRequest, NewEvent};
+use ledgerhook_store::ingest::{Idempotency, IngestOutcome, IngestRequest, NewEvent};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -98,7 +98,17 @@ fn parse_events(body: &RawBody) -> Result<Vec<NewEvent>, ApiError> {
         .collect()
 }
 
-fn idempotency_key(headers: &HeaderMap, body: &RawBody) -> Result<Option<(String, String)>, ApiError> {
+/// The answer to an accepted ingestion of `count` events (stored with an idempotency
+/// key, so a repeat gets the same bytes).
+fn accepted_response(count: usize) -> String {
+    serde_json::json!({ "accepted": count }).to_string()
+}
+
+fn idempotency_key(
+    headers: &HeaderMap,
+    body: &RawBody,
+    events: usize,
+) -> Result<Option<Idempotency>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -108,7 +118,11 @@ fn idempotency_key(headers: &HeaderMap, body: &RawBody) -> Result<Option<(String
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 255)
         .ok_or_else(|| ApiError::invalid("Idempotency-Key must be 1 to 255 visible characters"))?;
-    Ok(Some((key.to_owned(), hex::encode(Sha256::digest(&body.0)))))
+    Ok(Some(Idempotency {
+        key: key.to_owned(),
+        request_hash: hex::encode(Sha256::digest(&body.0)),
+        response: accepted_response(events),
+    }))
 }
 
 /// `POST /api/v1/realms/{realm}/events` (operator): answers `202 {"accepted": N}` once
@@ -124,19 +138,15 @@ pub async fn ingest(
     if state.store.realm(&realm_id).await?.is_none() {
         return Err(ApiError::not_found(format!("realm {realm_id} not found")));
     }
-    let idempotency = idempotency_key(&headers, &body)?;
     let events = parse_events(&body)?;
+    let idempotency = idempotency_key(&headers, &body, events.len())?;
     let request = IngestRequest {
         realm_id,
         events,
         idempotency,
         precondition: None,
     };
-    let outcome = state
-        .ingestor
-        .ingest(request)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let outcome = state.ingestor.ingest(request).await?;
     let json_body = match outcome {
         IngestOutcome::Accepted(n) => accepted_response(n),
         IngestOutcome::Replayed(response) => response,
@@ -193,11 +203,7 @@ pub async fn merge(
         idempotency: None,
         precondition: None,
     };
-    state
-        .ingestor
-        .ingest(request)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    state.ingestor.ingest(request).await?;
     Ok((
         StatusCode::ACCEPTED,
         [(axum::http::header::CONTENT_TYPE, "application/json")],

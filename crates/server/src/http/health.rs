@@ -39,6 +39,13 @@ pub async fn metrics(
         env!("CARGO_PKG_VERSION")
     );
     body.push_str(&state.metrics.render());
+    body.push_str("# HELP ledgerhook_background_errors_total Failed steps of each background worker.\n# TYPE ledgerhook_background_errors_total counter\n");
+    for (name, status) in state.background.all() {
+        body.push_str(&format!(
+            "ledgerhook_background_errors_total{{worker=\"{name}\"}} {}\n",
+            status.snapshot().errors
+        ));
+    }
     body.push_str("# HELP ledgerhook_notifications Notifications in the database, by status.\n# TYPE ledgerhook_notifications gauge\n");
     for (status, count) in state.store.notification_counts().await? {
         body.push_str(&format!(

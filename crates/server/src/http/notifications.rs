@@ -165,11 +165,7 @@ async fn send_now(
     url: &str,
     on_failure: Decision,
 ) -> Result<Attempt, ApiError> {
-    let attempt = state
-        .dispatcher
-        .send(notification, url)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let attempt = state.dispatcher.send(notification, url).await?;
     let decision = if attempt.outcome == Outcome::Success {
         Decision::Delivered
     } else {

@@ -5,7 +5,7 @@
 
 use super::ApiError;
 use crate::auth::{constant_time_eq, hash_token};
-use crate::oauth::{self, OAuthError};
+use crate::oauth::{self, Grant, OAuthError, ACCESS_TOKEN_SECONDS, REFRESH_TOKEN_SECONDS};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -19,21 +19,36 @@ use ledgerhook_store::model::App;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-impl IntoResponse for OAuthError {
+/// A token-endpoint failure in OAuth 2.0's error shape (RFC 6749 §5.2). A database
+/// failure is logged with its cause and answered `500 server_error`.
+pub struct TokenError(OAuthError);
+
+impl From<OAuthError> for TokenError {
+    fn from(err: OAuthError) -> Self {
+        TokenError(err)
+    }
+}
+
+impl From<ledgerhook_store::StoreError> for TokenError {
+    fn from(err: ledgerhook_store::StoreError) -> Self {
+        TokenError(OAuthError::Store(err))
+    }
+}
+
+impl IntoResponse for TokenError {
     fn into_response(self) -> Response {
-        let (status, error, description) = match self {
-            OAuthError::InvalidClient => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "client authentication failed".to_owned(),
-            ),
-            OAuthError::InvalidGrant(why) => (StatusCode::BAD_REQUEST, "invalid_grant", why.to_owned()),
-            OAuthError::InvalidRequest(why) => (StatusCode::BAD_REQUEST, "invalid_request", why),
-            OAuthError::UnsupportedGrantType => (
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "grant_type must be authorization_code or refresh_token".to_owned(),
-            ),
+        let (status, error) = match &self.0 {
+            OAuthError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
+            OAuthError::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
+            OAuthError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            OAuthError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+            OAuthError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        };
+        let description = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %super::error::Chain(&self.0), "token request failed");
+            "internal error; see the server log".to_owned()
+        } else {
+            self.0.to_string()
         };
         (
             status,
@@ -43,12 +58,23 @@ impl IntoResponse for OAuthError {
     }
 }
 
+/// The token endpoint's answer, in Intuit's shape.
+fn token_response(grant: &Grant) -> Value {
+    json!({
+        "token_type": "bearer",
+        "access_token": grant.access_token,
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "refresh_token": grant.refresh_token,
+        "x_refresh_token_expires_in": REFRESH_TOKEN_SECONDS,
+    })
+}
+
 fn form(body: &Bytes) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
 /// The app whose `client_id:client_secret` is in the `Authorization: Basic` header.
-async fn client(state: &AppState, headers: &HeaderMap) -> Result<App, OAuthError> {
+async fn client(state: &AppState, headers: &HeaderMap) -> Result<App, TokenError> {
     let header = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -65,12 +91,10 @@ async fn client(state: &AppState, headers: &HeaderMap) -> Result<App, OAuthError
     let app = state
         .store
         .app_by_client_id(id)
-        .await
-        .ok()
-        .flatten()
+        .await?
         .ok_or(OAuthError::InvalidClient)?;
     if !constant_time_eq(app.client_secret_hash.as_bytes(), hash_token(secret).as_bytes()) {
-        return Err(OAuthError::InvalidClient);
+        return Err(OAuthError::InvalidClient.into());
     }
     Ok(app)
 }
@@ -88,7 +112,7 @@ pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, OAuthError> {
+) -> Result<Json<Value>, TokenError> {
     let app = client(&state, &headers).await?;
     let params = form(&body);
     match required(&params, "grant_type")? {
@@ -97,17 +121,14 @@ pub async fn token(
             let redirect_uri = required(&params, "redirect_uri")?;
             let (grant, _) = oauth::exchange_code(&state, &app.id, code, redirect_uri).await?;
             state.wake_dispatcher.notify_one();
-            Ok(Json(grant.token_response()))
+            Ok(Json(token_response(&grant)))
         }
         "refresh_token" => {
             let refresh_token = required(&params, "refresh_token")?;
-            Ok(Json(
-                oauth::refresh(&state, &app.id, refresh_token)
-                    .await?
-                    .token_response(),
-            ))
+            let grant = oauth::refresh(&state, &app.id, refresh_token).await?;
+            Ok(Json(token_response(&grant)))
         }
-        _ => Err(OAuthError::UnsupportedGrantType),
+        _ => Err(OAuthError::UnsupportedGrantType.into()),
     }
 }
 
@@ -117,7 +138,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, OAuthError> {
+) -> Result<StatusCode, TokenError> {
     let app = client(&state, &headers).await?;
     let token = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -125,11 +146,7 @@ pub async fn revoke(
         .or_else(|| form(&body).remove("token"))
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::InvalidRequest("token is required".to_owned()))?;
-    if let Ok(Some(stored)) = state.store.oauth_token(&hash_token(&token)).await {
-        if stored.app_id == app.id {
-            let _ = state.store.disconnect(&app.id, &stored.realm_id).await;
-        }
-    }
+    oauth::revoke(&state, &app.id, &token).await?;
     // Unknown tokens are answered the same way (RFC 7009 §2.2).
     Ok(StatusCode::OK)
 }

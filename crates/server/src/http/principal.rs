@@ -9,6 +9,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use ledgerhook_domain::Timestamp;
 use ledgerhook_store::model::TokenKind;
+use ledgerhook_store::StoreError;
 
 /// The authenticated caller of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +84,7 @@ pub fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
 }
 
 /// Resolves a token to its principal, or `None` if it is unknown or expired.
-pub async fn resolve(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+pub async fn resolve(state: &AppState, token: &str) -> Result<Option<Principal>, StoreError> {
     if state.operator_token.matches(&state.store, token).await? {
         return Ok(Some(Principal::Operator));
     }

@@ -78,7 +78,7 @@ pub async fn create(
             Err(other) => return Err(other.into()),
         }
     }
-    Err(ApiError::internal(&"could not find a free realm id"))
+    Err(ApiError::internal(&NoFreeRealmId))
 }
 
 /// `GET /api/v1/realms`: all realms for the operator, the connected ones for an app key.
@@ -134,3 +134,8 @@ pub async fn delete(
         Err(ApiError::not_found(format!("realm {realm_id} not found")))
     }
 }
+
+/// Every random realm id tried was taken (practically impossible: ids are random).
+#[derive(Debug, thiserror::Error)]
+#[error("could not find a free realm id")]
+struct NoFreeRealmId;

@@ -22,9 +22,7 @@ impl FromRequestParts<AppState> for RealmAccess {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).map_err(|e| Fault::authentication(e.message))?;
-        let principal = resolve(state, token)
-            .await
-            .map_err(|e| Fault::system(&e.message))?;
+        let principal = resolve(state, token).await?;
         let Some(Principal::Access { app_id, realm_id }) = principal else {
             return Err(Fault::authentication(
                 "a valid OAuth 2.0 access token is required",

@@ -82,12 +82,7 @@ async fn commit(state: &AppState, realm_id: &str, event: NewEvent, expect: Expec
         idempotency: None,
         precondition: Some(precondition),
     };
-    match state
-        .ingestor
-        .ingest(request)
-        .await
-        .map_err(|e| Fault::system(&e))?
-    {
+    match state.ingestor.ingest(request).await? {
         IngestOutcome::PreconditionFailed => Ok(false),
         _ => Ok(true),
     }
@@ -198,7 +193,7 @@ async fn create(
             return Ok(answer(spec, &current(state, realm, spec, &id).await?));
         }
     }
-    Err(Fault::system(&"could not find a free Id"))
+    Err(Fault::system(&NoFreeId))
 }
 
 async fn update(
@@ -443,6 +438,11 @@ pub async fn query(
         "time": now,
     })))
 }
+
+/// Every random entity id tried was taken (practically impossible: ids are random).
+#[derive(Debug, thiserror::Error)]
+#[error("could not find a free Id")]
+struct NoFreeId;
 
 #[cfg(test)]
 mod tests {

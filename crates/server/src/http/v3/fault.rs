@@ -74,8 +74,8 @@ impl Fault {
     }
 
     /// `500 SystemFault`: the cause is logged, not shown.
-    pub fn system(cause: &dyn std::fmt::Display) -> Fault {
-        tracing::error!(error = %cause, "internal error under /v3");
+    pub fn system(cause: &dyn std::error::Error) -> Fault {
+        tracing::error!(error = %crate::http::error::Chain(cause), "internal error under /v3");
         Fault {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             kind: "SystemFault",
@@ -83,6 +83,12 @@ impl Fault {
             message: "An application error has occurred while processing your request",
             detail: "System Failure Error: see the server log".to_owned(),
         }
+    }
+}
+
+impl From<crate::ingest::IngestError> for Fault {
+    fn from(err: crate::ingest::IngestError) -> Self {
+        Fault::system(&err)
     }
 }
 

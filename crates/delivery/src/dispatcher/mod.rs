@@ -1,0 +1,373 @@
+//! The dispatcher: claims due notifications and makes their attempts.
+//!
+//! It wakes on a signal (a notification was made or released, an attempt finished) or at
+//! the next due time, with a bounded safety sweep for work another node queued. Every
+//! claim takes the (configuration, realm) stream's lease in the database, so at most one
+//! attempt per stream is in flight across all nodes; attempts run in tasks of their own,
+//! limited per endpoint URL, so a slow endpoint holds only its own permits.
+//!
+//! A round may claim up to twice `max-in-flight-per-endpoint` per
+//! endpoint: the claimed attempts beyond the in-flight limit wait in their tasks for a
+//! request to finish. Claiming ahead keeps rounds large when one endpoint takes all the
+//! traffic; the lease covers the wait (one attempt's time at most) and the attempt.
+//!
+//! This module holds the claim loop (a [`ledgerhook_background::Worker`]) and the
+//! attempt; `limits.rs` the per-endpoint limiter, `recorder.rs` the grouped recording of
+//! results and parkings, `signer.rs` the signing with its secrets cache.
+
+mod limits;
+mod recorder;
+mod signer;
+
+use crate::outbound::{Attempt, OutboundClient, OutboundRequest, Outcome};
+use crate::retry::RetryPolicy;
+use crate::secrets::{SecretBox, SecretError};
+use crate::signature::{random_uuid, BadSecret};
+use ledgerhook_background::{Status, Step, WorkError, Worker};
+use ledgerhook_domain::{Ordering, Timestamp};
+use ledgerhook_store::notifications::Notification;
+use ledgerhook_store::queue::{Candidate, Decision, DeliveryState, Parking};
+use ledgerhook_store::{Store, StoreError};
+use limits::{EndpointLimits, Permits};
+use recorder::{attempt_result, Claim, Recorder};
+use signer::Signer;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+/// The longest the dispatcher sleeps without looking at the queue.
+const SAFETY_SWEEP: Duration = Duration::from_secs(10);
+/// Candidates looked at per round.
+const ROUND: u32 = 256;
+/// How much longer than `delivery-timeout` a lease lasts.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// How long an attempt is in flight before its stream's due notifications are parked
+/// until its lease ends; each later parking (for notifications made meanwhile) waits
+/// twice as long as the one before.
+const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// Why an attempt could not be made (nothing was sent).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The app has no such secret (its rows are incomplete).
+    #[error("app {app_id} has no {name}")]
+    MissingSecret {
+        /// The app.
+        app_id: String,
+        /// Which secret.
+        name: &'static str,
+    },
+    /// A stored secret could not be opened (a wrong or missing `secret-key`).
+    #[error("cannot open a stored signing secret")]
+    Sealed(#[source] SecretError),
+    /// A stored signing secret is not a Standard Webhooks secret.
+    #[error("cannot sign")]
+    Signing(#[from] BadSecret),
+}
+
+/// Everything the dispatcher needs.
+pub struct DispatcherOptions {
+    /// The database.
+    pub store: Store,
+    /// The guarded client.
+    pub client: OutboundClient,
+    /// Opens stored signing secrets.
+    pub secrets: SecretBox,
+    /// What failures lead to.
+    pub retry: RetryPolicy,
+    /// `time-scale`.
+    pub time_scale: f64,
+    /// The retry policy's default ordering.
+    pub default_ordering: Ordering,
+    /// `max-in-flight-per-endpoint`.
+    pub max_in_flight_per_endpoint: usize,
+    /// `delivery-timeout`.
+    pub delivery_timeout: Duration,
+    /// Woken when there may be work.
+    pub wake: Arc<Notify>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The runtime the attempt recorder runs on (attempts themselves run on the runtime
+    /// that creates the dispatcher).
+    pub pipeline: Handle,
+}
+
+/// The dispatcher; shared by the background loop and manual sends.
+pub struct Dispatcher {
+    options: DispatcherOptions,
+    owner: String,
+    limits: EndpointLimits,
+    recorder: Recorder,
+    signer: Signer,
+    attempts: Handle,
+}
+
+/// What one claim round did.
+#[derive(Default)]
+struct Round {
+    /// Attempts started.
+    started: usize,
+    /// Due candidates whose endpoint had no room.
+    blocked: usize,
+    /// The claim query's limit was reached: more may be due.
+    more: bool,
+}
+
+impl Dispatcher {
+    /// A dispatcher with a fresh lease owner id. Must be called inside the runtime where
+    /// attempts are to run.
+    pub fn new(options: DispatcherOptions) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            owner: format!("node-{}", random_uuid()),
+            limits: EndpointLimits::new(options.max_in_flight_per_endpoint),
+            recorder: Recorder::start(options.store.clone(), &options.pipeline),
+            signer: Signer::new(options.store.clone(), options.secrets.clone()),
+            attempts: Handle::current(),
+            options,
+        })
+    }
+
+    /// This process's lease owner id.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Signs and sends `notification` to `url` once.
+    pub async fn send(&self, notification: &Notification, url: &str) -> Result<Attempt, SendError> {
+        let headers = self.signer.headers(notification).await?;
+        let request = OutboundRequest {
+            url,
+            headers: &headers,
+            body: &notification.payload,
+        };
+        let attempt = self.options.client.send(&request).await;
+        self.options.metrics.attempt(attempt.outcome, attempt.duration_ms);
+        Ok(attempt)
+    }
+
+    /// Records a manual send's attempt (a redelivery or test) with `decision`.
+    pub async fn record(
+        &self,
+        notification: &Notification,
+        attempt: &Attempt,
+        decision: &Decision,
+    ) -> Result<(), StoreError> {
+        self.recorder
+            .submit(attempt_result(notification, attempt, decision, None))
+            .await
+    }
+
+    /// One queued attempt: send, decide by the retry policy, record, wake the loop.
+    async fn attempt(
+        self: Arc<Self>,
+        candidate: Candidate,
+        state: DeliveryState,
+        permits: Permits,
+        until: Timestamp,
+    ) {
+        let result = self.attempt_inner(&candidate, state, permits, until).await;
+        if let Err(err) = result {
+            tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
+            let release =
+                self.options
+                    .store
+                    .release_stream(&self.owner, candidate.config_id, &candidate.realm_id);
+            if let Err(err) = release.await {
+                tracing::error!(error = %err, "releasing the lease failed; it expires on its own");
+            }
+        }
+        self.options.wake.notify_one();
+    }
+
+    async fn attempt_inner(
+        &self,
+        candidate: &Candidate,
+        state: DeliveryState,
+        permits: Permits,
+        until: Timestamp,
+    ) -> Result<(), SendError> {
+        let exchange = async {
+            let sending = permits.sending.clone().acquire_owned().await;
+            let attempt = self.send(&state.notification, &candidate.url).await;
+            // The request is over: the endpoint's permits are free while the result is
+            // recorded (the stream's lease keeps the realm's next notification back until then).
+            drop(sending);
+            drop(permits);
+            attempt
+        };
+        let (attempt, parked_until) = self.parking_while(candidate, until, exchange).await;
+        let attempt = attempt?;
+        let decision = if attempt.outcome == Outcome::Success {
+            Decision::Delivered
+        } else {
+            let failures = usize::try_from(state.notification.attempt_count + 1).unwrap_or(usize::MAX);
+            let first = state.first_attempt_at.unwrap_or(attempt.started_at);
+            self.options
+                .retry
+                .after_failure(failures, first, Timestamp::now(), self.options.time_scale)
+        };
+        tracing::debug!(node = %self.owner, notification = %state.notification.id, outcome = attempt.outcome.as_str(), ?decision, "attempt");
+        let claim = Claim {
+            owner: &self.owner,
+            strict: candidate.strict,
+            retried: state.notification.attempt_count > 0,
+            parked_until,
+        };
+        self.recorder
+            .submit(attempt_result(
+                &state.notification,
+                &attempt,
+                &decision,
+                Some(claim),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Runs `exchange`; while it lasts longer than [`PARK_AFTER`] (then twice as long each
+    /// time), parks the stream's due notifications until `until`. Answers the exchange's
+    /// outcome and the lease end if anything was parked.
+    async fn parking_while<T>(
+        &self,
+        candidate: &Candidate,
+        until: Timestamp,
+        exchange: impl std::future::Future<Output = T>,
+    ) -> (T, Option<Timestamp>) {
+        tokio::pin!(exchange);
+        let (mut wait, mut parked) = (PARK_AFTER, false);
+        loop {
+            tokio::select! {
+                outcome = &mut exchange => return (outcome, parked.then_some(until)),
+                _ = tokio::time::sleep(wait) => {
+                    let parking = Parking {
+                        config_id: candidate.config_id,
+                        realm_id: candidate.realm_id.clone(),
+                        from_seq: candidate.seq,
+                        until,
+                    };
+                    parked |= self.recorder.park(parking).await;
+                    wait *= 2;
+                }
+            }
+        }
+    }
+
+    /// Claims what is due and starts its attempts.
+    async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<Round, StoreError> {
+        let now = Timestamp::now();
+        // Waiting for the in-flight limit takes one attempt's time at most, then its own.
+        let lease = self.options.delivery_timeout * 2 + LEASE_MARGIN;
+        let until = Timestamp(now.millis() + lease.as_millis() as i64);
+        let claimable = self
+            .options
+            .store
+            .claimable(now, self.options.default_ordering, ROUND)
+            .await?;
+        let more = claimable.more;
+        let (mut chosen, mut permits, mut blocked) = (Vec::new(), Vec::new(), 0);
+        for candidate in claimable.candidates {
+            match self.limits.permits(&candidate.url) {
+                Some(p) => {
+                    chosen.push(candidate);
+                    permits.push(p);
+                }
+                None => blocked += 1,
+            }
+        }
+        if chosen.is_empty() {
+            return Ok(Round {
+                started: 0,
+                blocked,
+                more,
+            });
+        }
+        let claimed = self.options.store.claim(&chosen, &self.owner, now, until).await?;
+        let mut started = 0;
+        for ((candidate, permit), won) in chosen.into_iter().zip(permits).zip(claimed) {
+            let Some(state) = won else { continue };
+            started += 1;
+            let me = self.clone();
+            tasks.spawn_on(me.attempt(candidate, state, permit, until), &self.attempts);
+        }
+        Ok(Round {
+            started,
+            blocked,
+            more,
+        })
+    }
+
+    /// How long to sleep after a round that found nothing more to start; `looked_at` is no
+    /// later than the time the round looked at the queue, so nothing due after what it
+    /// saw is missed. With `blocked` candidates (an endpoint at its in-flight limit), a
+    /// short sleep: a finished attempt frees room and wakes the loop sooner.
+    async fn sleep_for(&self, blocked: bool, looked_at: Timestamp) -> Result<Duration, StoreError> {
+        if blocked {
+            return Ok(Duration::from_millis(200));
+        }
+        Ok(match self.options.store.next_attempt_due(looked_at).await? {
+            Some(due) => {
+                let wait = due.millis() - Timestamp::now().millis();
+                Duration::from_millis(wait.max(0) as u64).clamp(Duration::from_millis(5), SAFETY_SWEEP)
+            }
+            None => SAFETY_SWEEP,
+        })
+    }
+
+    /// Runs the claim loop until `shutdown` turns true, then lets attempts in flight
+    /// finish (up to `delivery-timeout` and a second) and releases the leases of any
+    /// that did not.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>, status: Status) {
+        if let Err(err) = self.options.store.release_orphaned_leases().await {
+            tracing::error!(error = %err, "releasing leases left by a previous process failed");
+        }
+        let wake = self.options.wake.clone();
+        let worker = ClaimLoop {
+            dispatcher: self,
+            tasks: JoinSet::new(),
+        };
+        ledgerhook_background::run(worker, Some(wake), shutdown, status).await;
+    }
+}
+
+/// The claim loop: one round of claims per step; its attempts run as tasks of their own.
+struct ClaimLoop {
+    dispatcher: Arc<Dispatcher>,
+    tasks: JoinSet<()>,
+}
+
+impl Worker for ClaimLoop {
+    fn name(&self) -> &'static str {
+        "dispatcher"
+    }
+
+    async fn work(&mut self) -> Result<Step, WorkError> {
+        while self.tasks.try_join_next().is_some() {}
+        let looked_at = Timestamp::now();
+        let round = self.dispatcher.round(&mut self.tasks).await?;
+        // Look again at once only when the round was cut short by its limit; what is
+        // made or freed meanwhile wakes the loop.
+        if round.started > 0 && round.more {
+            return Ok(Step::Busy);
+        }
+        let sleep = self.dispatcher.sleep_for(round.blocked > 0, looked_at).await?;
+        Ok(Step::Idle(sleep))
+    }
+
+    async fn stop(&mut self) {
+        let grace = self.dispatcher.options.delivery_timeout + Duration::from_secs(1);
+        let tasks = &mut self.tasks;
+        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+        }
+        let dispatcher = &self.dispatcher;
+        if let Err(err) = dispatcher.options.store.release_leases(&dispatcher.owner).await {
+            tracing::error!(error = %err, "releasing leases at shutdown failed");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The attempt recorder: a task on the pipeline runtime that commits finished attempts
+//! and parkings in groups — every job waiting at that moment in one transaction
+//! (parkings first: a stream's result always follows its parking). A result's sender
+//! waits for the commit; the group's error is shared with every sender.
+
+use crate::outbound::Attempt;
+use ledgerhook_domain::Timestamp;
+use ledgerhook_store::notifications::Notification;
+use ledgerhook_store::queue::{AttemptRecord, AttemptResult, Decision, Parking};
+use ledgerhook_store::{Store, StoreError};
+use std::sync::Arc;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+/// Jobs taken into one transaction at most.
+const GROUP: usize = 256;
+
+/// What the recorder writes: a result (its sender waits for the commit) or a parking.
+enum RecordJob {
+    Result(AttemptResult, oneshot::Sender<Result<(), Arc<StoreError>>>),
+    Park(Parking),
+}
+
+/// What a queued attempt adds to its result.
+pub(super) struct Claim<'a> {
+    /// The lease owner (this process).
+    pub(super) owner: &'a str,
+    /// The stream is delivered strictly in order.
+    pub(super) strict: bool,
+    /// The notification had failed attempts before.
+    pub(super) retried: bool,
+    /// The lease end the stream's notifications were parked until, if they were.
+    pub(super) parked_until: Option<Timestamp>,
+}
+
+/// The stored result of `attempt`; `claim` is `None` for a manual send.
+pub(super) fn attempt_result(
+    notification: &Notification,
+    attempt: &Attempt,
+    decision: &Decision,
+    claim: Option<Claim<'_>>,
+) -> AttemptResult {
+    AttemptResult {
+        seq: notification.seq,
+        config_id: notification.config_id,
+        realm_id: notification.realm_id.clone(),
+        attempt: AttemptRecord {
+            number: 0,
+            started_at: attempt.started_at,
+            duration_ms: attempt.duration_ms,
+            outcome: attempt.outcome.as_str().to_owned(),
+            status_code: attempt.status_code.map(i64::from),
+            error: attempt.error.clone(),
+            response_body: attempt.response_body.clone(),
+        },
+        decision: decision.clone(),
+        owner: claim.as_ref().map(|c| c.owner.to_owned()),
+        strict: claim.as_ref().is_some_and(|c| c.strict),
+        retried: claim.as_ref().is_some_and(|c| c.retried),
+        parked_until: claim.as_ref().and_then(|c| c.parked_until),
+    }
+}
+
+/// The handle attempts hand their results and parkings to.
+pub(super) struct Recorder {
+    store: Store,
+    jobs: mpsc::Sender<RecordJob>,
+}
+
+impl Recorder {
+    /// Starts the recording task on `pipeline`.
+    pub(super) fn start(store: Store, pipeline: &Handle) -> Recorder {
+        let (jobs, receiver) = mpsc::channel(4096);
+        pipeline.spawn(record_loop(store.clone(), receiver));
+        Recorder { store, jobs }
+    }
+
+    /// Hands a result to the recorder and waits for its commit (records it alone if the
+    /// recorder is gone).
+    pub(super) async fn submit(&self, result: AttemptResult) -> Result<(), StoreError> {
+        let (reply, committed) = oneshot::channel();
+        if self
+            .jobs
+            .send(RecordJob::Result(result.clone(), reply))
+            .await
+            .is_err()
+        {
+            return self.store.record_attempts(&[result], Timestamp::now()).await;
+        }
+        match committed.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(StoreError::Recording(err)),
+            Err(_) => self.store.record_attempts(&[result], Timestamp::now()).await,
+        }
+    }
+
+    /// Hands a parking to the recorder; answers whether it was taken (it commits with
+    /// the next group, before any result of the same stream).
+    pub(super) async fn park(&self, parking: Parking) -> bool {
+        self.jobs.send(RecordJob::Park(parking)).await.is_ok()
+    }
+}
+
+async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let (mut parkings, mut results, mut replies) = (Vec::new(), Vec::new(), Vec::new());
+        for job in group {
+            match job {
+                RecordJob::Result(result, reply) => {
+                    results.push(result);
+                    replies.push(reply);
+                }
+                RecordJob::Park(parking) => parkings.push(parking),
+            }
+        }
+        let outcome = store
+            .record_round(&parkings, &results, Timestamp::now())
+            .await
+            .map_err(Arc::new);
+        if let Err(err) = &outcome {
+            tracing::error!(error = %err, "recording attempts failed");
+        }
+        for reply in replies {
+            let _ = reply.send(outcome.clone());
+        }
+    }
+}
