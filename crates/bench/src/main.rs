@@ -5,6 +5,8 @@
 //! `ledgerhook-bench ingest --backend sqlite --clients 16 --batch 100 --duration 10`
 //! `ledgerhook-bench deliver --backend sqlite --realms 1000 --window 0 --duration 10`
 
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // the load generator and its receiver talk to the server under test
+
 mod cpu;
 mod deliver;
 mod fsync;

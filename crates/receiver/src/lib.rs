@@ -27,6 +27,10 @@
 //! assert_eq!(events[0].entity, "Customer");
 //! ```
 
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // a client of a server by design (clippy.toml)
+
+mod bookkeeping;
+mod cdc;
 pub mod handler;
 pub mod inbox;
 pub mod mirror;

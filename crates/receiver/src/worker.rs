@@ -16,11 +16,13 @@
 //! An inbox entry is marked done only after all its changes are applied; a crash in
 //! between applies nothing twice, because applied changes are skipped.
 
+use crate::bookkeeping::Bookkeeping;
+pub use crate::cdc::{cdc_changes, changes_since, Repair};
 use crate::inbox::{Inbox, InboxError};
 use crate::payload::{self, Event};
-use ledgerhook_domain::{Operation, Timestamp};
+use ledgerhook_domain::Timestamp;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,38 +51,6 @@ impl From<Event> for Change {
 pub trait Apply: Send + Sync + 'static {
     /// Applies `change`.
     fn apply(&self, change: &Change) -> impl Future<Output = Result<(), String>> + Send;
-}
-
-/// Where and how to call CDC.
-#[derive(Clone, Debug)]
-pub struct Repair {
-    /// The server's base URL (`https://quickbooks.api.intuit.com` or a Ledgerhook
-    /// server); CDC is `{base_url}/v3/company/{realm}/cdc`.
-    pub base_url: String,
-    /// Entity types asked for.
-    pub entities: Vec<String>,
-    /// An access token per realm; realms without one are not repaired.
-    pub tokens: HashMap<String, String>,
-    /// How far before the previous notification to look again (clock skew between the
-    /// server's `lastUpdated` and the arrival time here).
-    pub margin: Duration,
-    /// The HTTP client.
-    pub client: reqwest::Client,
-}
-
-impl Repair {
-    /// Repair through `base_url` for `entities`, with a token per realm, looking back one
-    /// minute before each previous notification, with a fresh HTTP client (rustls, the
-    /// system's roots).
-    pub fn new(base_url: &str, entities: Vec<String>, tokens: HashMap<String, String>) -> Repair {
-        Repair {
-            base_url: base_url.to_owned(),
-            entities,
-            tokens,
-            margin: Duration::from_secs(60),
-            client: reqwest::Client::new(),
-        }
-    }
 }
 
 /// Why the worker stopped a round.
@@ -144,15 +114,12 @@ impl Processed {
 
 /// Inbox entries taken per round.
 const ROUND: u32 = 500;
-/// CDC answers at most this many objects; a full answer is followed by another call.
-const CDC_PAGE: usize = 1000;
-/// CDC looks back at most 30 days; full repairs stay an hour inside that.
-const CDC_LOOK_BACK_MS: i64 = (30 * 24 - 1) * 3_600_000;
 /// How often [`Worker::run`] repairs every realm.
 const FULL_REPAIR_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 struct Inner<A> {
     inbox: Inbox,
+    books: Bookkeeping,
     apply: A,
     repair: Option<Repair>,
 }
@@ -174,16 +141,14 @@ impl<A: Apply> Worker<A> {
     /// A worker over `inbox` applying through `apply`, repairing through CDC when
     /// `repair` is given. Creates its bookkeeping tables in the inbox file.
     pub async fn new(inbox: Inbox, apply: A, repair: Option<Repair>) -> Result<Worker<A>, WorkerError> {
-        for sql in [
-            "CREATE TABLE IF NOT EXISTS worker_applied (realm_id TEXT NOT NULL, entity TEXT NOT NULL, \
-             entity_id TEXT NOT NULL, last_updated INTEGER NOT NULL, PRIMARY KEY (realm_id, entity, entity_id))",
-            "CREATE TABLE IF NOT EXISTS worker_realms (realm_id TEXT PRIMARY KEY, heard_at INTEGER NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS worker_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-        ] {
-            sqlx::query(sql).execute(inbox.pool()).await?;
-        }
+        let books = Bookkeeping::open(inbox.pool().clone()).await?;
         Ok(Worker {
-            inner: Arc::new(Inner { inbox, apply, repair }),
+            inner: Arc::new(Inner {
+                inbox,
+                books,
+                apply,
+                repair,
+            }),
         })
     }
 
@@ -248,11 +213,7 @@ impl<A: Apply> Worker<A> {
     ) -> Result<Processed, WorkerError> {
         let mut done = Processed::default();
         if self.repair_for(realm_id).is_some() {
-            let previous: Option<i64> =
-                sqlx::query_scalar("SELECT heard_at FROM worker_realms WHERE realm_id = ?")
-                    .bind(realm_id)
-                    .fetch_optional(self.inner.inbox.pool())
-                    .await?;
+            let previous = self.inner.books.heard_at(realm_id).await?;
             let oldest = events
                 .iter()
                 .map(|e| e.last_updated.millis())
@@ -264,14 +225,7 @@ impl<A: Apply> Worker<A> {
         // Stable: ties keep arrival order.
         events.sort_by_key(|e| e.last_updated);
         done.add(&self.apply_in_order(events.into_iter().map(Change::from)).await?);
-        sqlx::query(
-            "INSERT INTO worker_realms (realm_id, heard_at) VALUES (?, ?) \
-             ON CONFLICT (realm_id) DO UPDATE SET heard_at = MAX(worker_realms.heard_at, excluded.heard_at)",
-        )
-        .bind(realm_id)
-        .bind(heard_at)
-        .execute(self.inner.inbox.pool())
-        .await?;
+        self.inner.books.heard(realm_id, heard_at).await?;
         Ok(done)
     }
 
@@ -303,15 +257,7 @@ impl<A: Apply> Worker<A> {
     /// Applies `change` unless its entity was applied at the same or a newer time;
     /// answers whether it was applied.
     async fn apply_if_newer(&self, change: Change) -> Result<bool, WorkerError> {
-        let pool = self.inner.inbox.pool();
-        let known: Option<i64> = sqlx::query_scalar(
-            "SELECT last_updated FROM worker_applied WHERE realm_id = ? AND entity = ? AND entity_id = ?",
-        )
-        .bind(&change.event.realm_id)
-        .bind(&change.event.entity)
-        .bind(&change.event.entity_id)
-        .fetch_optional(pool)
-        .await?;
+        let known = self.inner.books.applied_at(&change.event).await?;
         if known.is_some_and(|k| k >= change.event.last_updated.millis()) {
             return Ok(false);
         }
@@ -325,16 +271,7 @@ impl<A: Apply> Worker<A> {
                 entity_id: change.event.entity_id.clone(),
                 message,
             })?;
-        sqlx::query(
-            "INSERT INTO worker_applied (realm_id, entity, entity_id, last_updated) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (realm_id, entity, entity_id) DO UPDATE SET last_updated = excluded.last_updated",
-        )
-        .bind(&change.event.realm_id)
-        .bind(&change.event.entity)
-        .bind(&change.event.entity_id)
-        .bind(change.event.last_updated.millis())
-        .execute(pool)
-        .await?;
+        self.inner.books.applied(&change.event).await?;
         Ok(true)
     }
 
@@ -357,22 +294,13 @@ impl<A: Apply> Worker<A> {
             return Ok(done);
         };
         let started = Timestamp::now();
-        let last: Option<i64> = sqlx::query_scalar("SELECT value FROM worker_meta WHERE key = 'full_repair'")
-            .fetch_optional(self.inner.inbox.pool())
-            .await?;
-        let since = Timestamp(last.unwrap_or(0));
+        let since = self.inner.books.last_full_repair().await?.unwrap_or(Timestamp(0));
         let mut realms: Vec<&String> = repair.tokens.keys().collect();
         realms.sort();
         for realm_id in realms {
             done.add(&self.repair_realm(realm_id, since).await?);
         }
-        sqlx::query(
-            "INSERT INTO worker_meta (key, value) VALUES ('full_repair', ?) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(started.millis())
-        .execute(self.inner.inbox.pool())
-        .await?;
+        self.inner.books.full_repair_done(started).await?;
         Ok(done)
     }
 
@@ -400,111 +328,4 @@ impl<A: Apply> Worker<A> {
             }
         }
     }
-}
-
-/// Every change CDC reports for `realm_id` since `since` (no further back than CDC
-/// allows), oldest first: CDC answers the 1,000 oldest, so a full answer is followed by
-/// a call from the newest of them. Fails for a realm without a token.
-pub async fn changes_since(
-    repair: &Repair,
-    realm_id: &str,
-    since: Timestamp,
-) -> Result<Vec<Change>, WorkerError> {
-    let token = repair.tokens.get(realm_id).ok_or_else(|| WorkerError::Cdc {
-        realm_id: realm_id.to_owned(),
-        message: "no access token for this realm".to_owned(),
-    })?;
-    let floor = Timestamp::now().millis() - CDC_LOOK_BACK_MS;
-    let mut since = since.millis().max(floor);
-    let mut all = Vec::new();
-    loop {
-        let mut changes = cdc(repair, realm_id, token, Timestamp(since)).await?;
-        let full = changes.len() >= CDC_PAGE;
-        changes.sort_by_key(|c| c.event.last_updated);
-        let newest = changes.last().map(|c| c.event.last_updated.millis());
-        all.extend(changes);
-        match newest {
-            Some(newest) if full && newest > since => since = newest,
-            _ => break,
-        }
-    }
-    all.sort_by_key(|c| c.event.last_updated);
-    Ok(all)
-}
-
-/// One CDC call: the changes of `repair.entities` in `realm_id` since `since`.
-async fn cdc(
-    repair: &Repair,
-    realm_id: &str,
-    token: &str,
-    since: Timestamp,
-) -> Result<Vec<Change>, WorkerError> {
-    let failed = |message: String| WorkerError::Cdc {
-        realm_id: realm_id.to_owned(),
-        message,
-    };
-    let url = format!(
-        "{}/v3/company/{realm_id}/cdc",
-        repair.base_url.trim_end_matches('/')
-    );
-    let response = repair
-        .client
-        .get(url)
-        .bearer_auth(token)
-        .query(&[
-            ("entities", repair.entities.join(",")),
-            ("changedSince", since.to_rfc3339()),
-        ])
-        .send()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let status = response.status();
-    let body: Value = response.json().await.map_err(|e| failed(e.to_string()))?;
-    if !status.is_success() {
-        return Err(failed(format!("{status}: {body}")));
-    }
-    cdc_changes(realm_id, &body).map_err(failed)
-}
-
-/// The changes in a CDC answer: full entities become `Update`s, tombstones `Delete`s.
-pub fn cdc_changes(realm_id: &str, answer: &Value) -> Result<Vec<Change>, String> {
-    let responses = answer["CDCResponse"][0]["QueryResponse"]
-        .as_array()
-        .ok_or("the answer has no CDCResponse[0].QueryResponse")?;
-    let mut changes = Vec::new();
-    for response in responses {
-        let Some(fields) = response.as_object() else {
-            continue;
-        };
-        for (entity, objects) in fields {
-            let Some(objects) = objects.as_array() else {
-                continue; // startPosition, maxResults
-            };
-            for object in objects {
-                let id = object["Id"].as_str().ok_or(format!("a {entity} without Id"))?;
-                let at = object["MetaData"]["LastUpdatedTime"]
-                    .as_str()
-                    .ok_or(format!("{entity} {id} has no MetaData.LastUpdatedTime"))?;
-                let last_updated = Timestamp::parse(at).map_err(|e| format!("{entity} {id}: {e}"))?;
-                let operation = if object["status"] == "Deleted" {
-                    Operation::Delete
-                } else {
-                    Operation::Update
-                };
-                changes.push(Change {
-                    event: Event {
-                        realm_id: realm_id.to_owned(),
-                        entity: entity.clone(),
-                        entity_id: id.to_owned(),
-                        operation,
-                        last_updated,
-                        deleted_id: None,
-                        event_id: None,
-                    },
-                    body: Some(object.clone()),
-                });
-            }
-        }
-    }
-    Ok(changes)
 }

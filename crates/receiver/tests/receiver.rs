@@ -1,5 +1,7 @@
 //! The receiver SDK against what the sender really produces.
 
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // tests are clients and peers of the server
+
 use ledgerhook_delivery::payload;
 use ledgerhook_delivery::signature::{intuit_signature, standard_signature};
 use ledgerhook_domain::{ChangeEvent, Operation, Timestamp};

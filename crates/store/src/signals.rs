@@ -7,7 +7,7 @@ use crate::{Backend, Store};
 use sqlx::{Any, Transaction};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Notify};
 
 const CHANNEL: &str = "ledgerhook_work";
@@ -100,20 +100,31 @@ impl Store {
         let url = self.inner.url.clone();
         let own = self.inner.origin.clone();
         tokio::spawn(async move {
+            let mut backoff = ledgerhook_background::FIRST_BACKOFF;
+            let mut first = true;
             loop {
-                let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+                let connected = match sqlx::postgres::PgListener::connect(&url).await {
+                    Ok(mut listener) => listener.listen(CHANNEL).await.map(|()| listener),
+                    Err(err) => Err(err),
+                };
+                let mut listener = match connected {
                     Ok(listener) => listener,
                     Err(err) => {
-                        tracing::warn!(error = %err, "cannot listen for other nodes; retrying");
+                        tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot listen for other nodes; retrying");
                         tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                            _ = tokio::time::sleep(backoff) => {}
                             _ = shutdown.changed() => return,
                         }
+                        backoff = (backoff * 2).min(ledgerhook_background::MAX_BACKOFF);
+                        first = false;
+                        continue;
                     }
                 };
-                if let Err(err) = listener.listen(CHANNEL).await {
-                    tracing::warn!(error = %err, "LISTEN failed; retrying");
-                    continue;
+                backoff = ledgerhook_background::FIRST_BACKOFF;
+                if !std::mem::take(&mut first) {
+                    // Work announced while nobody listened is found by the next round.
+                    windows.notify_one();
+                    notifications.notify_one();
                 }
                 loop {
                     tokio::select! {

@@ -1,6 +1,8 @@
 //! The `ledgerhook` binary, started for real: settings, operator token, locking,
 //! shutdown and restarts.
 
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // tests are clients and peers of the server
+
 mod crash;
 mod mirror;
 mod nodes;

@@ -1,9 +1,12 @@
 //! The server over real HTTP, on SQLite and PostgreSQL: one test binary, one module per
 //! area.
 
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // tests are clients and peers of the server
+
 mod aggregation;
 mod cdc;
 mod delivery;
+mod failures;
 mod ingestion;
 mod management;
 mod oauth;

@@ -320,6 +320,23 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Renames `table` from a connection of the test's own, so that every statement of
+    /// the server that uses it fails from now on (a database failure on demand).
+    pub async fn break_table(&self, table: &str) {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut connection = sqlx::AnyConnection::connect(&self.state.config.database_url)
+            .await
+            .expect("a connection of the test's own");
+        sqlx::query(&format!("ALTER TABLE {table} RENAME TO {table}_gone"))
+            .execute(&mut connection)
+            .await
+            .expect("rename the table");
+        connection.close().await.expect("close");
+    }
+}
+
 /// A notification's payload parsed as JSON.
 pub fn payload_json(notification: &ledgerhook_store::notifications::Notification) -> Value {
     serde_json::from_slice(&notification.payload).expect("payload is JSON")

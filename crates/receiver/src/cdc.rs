@@ -1,0 +1,154 @@
+//! CDC as a receiver calls it: one realm's changes since a time, every page of them,
+//! oldest first, turned into [`Change`]s (full entities as `Update`s, tombstones as
+//! `Delete`s).
+
+use crate::payload::Event;
+use crate::worker::{Change, WorkerError};
+use ledgerhook_domain::{Operation, Timestamp};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// CDC answers at most this many objects; a full answer is followed by another call.
+const CDC_PAGE: usize = 1000;
+/// CDC looks back at most 30 days; calls stay an hour inside that.
+pub(crate) const CDC_LOOK_BACK_MS: i64 = (30 * 24 - 1) * 3_600_000;
+
+/// Where and how to call CDC.
+#[derive(Clone, Debug)]
+pub struct Repair {
+    /// The server's base URL (`https://quickbooks.api.intuit.com` or a Ledgerhook
+    /// server); CDC is `{base_url}/v3/company/{realm}/cdc`.
+    pub base_url: String,
+    /// Entity types asked for.
+    pub entities: Vec<String>,
+    /// An access token per realm; realms without one are not repaired.
+    pub tokens: HashMap<String, String>,
+    /// How far before the previous notification to look again (clock skew between the
+    /// server's `lastUpdated` and the arrival time here).
+    pub margin: Duration,
+    /// The HTTP client.
+    pub client: reqwest::Client,
+}
+
+impl Repair {
+    /// Repair through `base_url` for `entities`, with a token per realm, looking back one
+    /// minute before each previous notification, with a fresh HTTP client (rustls, the
+    /// system's roots).
+    pub fn new(base_url: &str, entities: Vec<String>, tokens: HashMap<String, String>) -> Repair {
+        Repair {
+            base_url: base_url.to_owned(),
+            entities,
+            tokens,
+            margin: Duration::from_secs(60),
+            client: reqwest::Client::new(),
+        }
+    }
+}
+
+/// Every change CDC reports for `realm_id` since `since` (no further back than CDC
+/// allows), oldest first: CDC answers the 1,000 oldest, so a full answer is followed by
+/// a call from the newest of them. Fails for a realm without a token.
+pub async fn changes_since(
+    repair: &Repair,
+    realm_id: &str,
+    since: Timestamp,
+) -> Result<Vec<Change>, WorkerError> {
+    let token = repair.tokens.get(realm_id).ok_or_else(|| WorkerError::Cdc {
+        realm_id: realm_id.to_owned(),
+        message: "no access token for this realm".to_owned(),
+    })?;
+    let floor = Timestamp::now().millis() - CDC_LOOK_BACK_MS;
+    let mut since = since.millis().max(floor);
+    let mut all = Vec::new();
+    loop {
+        let mut changes = cdc(repair, realm_id, token, Timestamp(since)).await?;
+        let full = changes.len() >= CDC_PAGE;
+        changes.sort_by_key(|c| c.event.last_updated);
+        let newest = changes.last().map(|c| c.event.last_updated.millis());
+        all.extend(changes);
+        match newest {
+            Some(newest) if full && newest > since => since = newest,
+            _ => break,
+        }
+    }
+    all.sort_by_key(|c| c.event.last_updated);
+    Ok(all)
+}
+
+/// One CDC call: the changes of `repair.entities` in `realm_id` since `since`.
+async fn cdc(
+    repair: &Repair,
+    realm_id: &str,
+    token: &str,
+    since: Timestamp,
+) -> Result<Vec<Change>, WorkerError> {
+    let failed = |message: String| WorkerError::Cdc {
+        realm_id: realm_id.to_owned(),
+        message,
+    };
+    let url = format!(
+        "{}/v3/company/{realm_id}/cdc",
+        repair.base_url.trim_end_matches('/')
+    );
+    let response = repair
+        .client
+        .get(url)
+        .bearer_auth(token)
+        .query(&[
+            ("entities", repair.entities.join(",")),
+            ("changedSince", since.to_rfc3339()),
+        ])
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| failed(e.to_string()))?;
+    if !status.is_success() {
+        return Err(failed(format!("{status}: {body}")));
+    }
+    cdc_changes(realm_id, &body).map_err(failed)
+}
+
+/// The changes in a CDC answer: full entities become `Update`s, tombstones `Delete`s.
+pub fn cdc_changes(realm_id: &str, answer: &Value) -> Result<Vec<Change>, String> {
+    let responses = answer["CDCResponse"][0]["QueryResponse"]
+        .as_array()
+        .ok_or("the answer has no CDCResponse[0].QueryResponse")?;
+    let mut changes = Vec::new();
+    for response in responses {
+        let Some(fields) = response.as_object() else {
+            continue;
+        };
+        for (entity, objects) in fields {
+            let Some(objects) = objects.as_array() else {
+                continue; // startPosition, maxResults
+            };
+            for object in objects {
+                let id = object["Id"].as_str().ok_or(format!("a {entity} without Id"))?;
+                let at = object["MetaData"]["LastUpdatedTime"]
+                    .as_str()
+                    .ok_or(format!("{entity} {id} has no MetaData.LastUpdatedTime"))?;
+                let last_updated = Timestamp::parse(at).map_err(|e| format!("{entity} {id}: {e}"))?;
+                let operation = if object["status"] == "Deleted" {
+                    Operation::Delete
+                } else {
+                    Operation::Update
+                };
+                changes.push(Change {
+                    event: Event {
+                        realm_id: realm_id.to_owned(),
+                        entity: entity.clone(),
+                        entity_id: id.to_owned(),
+                        operation,
+                        last_updated,
+                        deleted_id: None,
+                        event_id: None,
+                    },
+                    body: Some(object.clone()),
+                });
+            }
+        }
+    }
+    Ok(changes)
+}

@@ -1,0 +1,321 @@
+//! Recording: attempt results and parkings in one transaction per round, with their
+//! consequences (retries, streams moved, blacklisting, leases freed); reading a
+//! notification's attempts; recovering a configuration's notifications.
+
+use super::{move_parked, AttemptRecord, AttemptResult, Decision, Direction, Parking, Tx};
+use crate::notifications::NotificationStatus;
+use crate::signals::Signal;
+use crate::sql::{Params, ROWS_PER_STATEMENT};
+use crate::{Backend, Store, StoreError};
+use ledgerhook_domain::Timestamp;
+use sqlx::Row;
+use std::collections::HashMap;
+
+impl Store {
+    /// Records attempts and their consequences in one transaction, releasing the stream
+    /// leases they held. Attempts and notification updates are written a round at a
+    /// time, each notification at most once per round.
+    pub async fn record_attempts(&self, results: &[AttemptResult], now: Timestamp) -> Result<(), StoreError> {
+        self.record_round(&[], results, now).await
+    }
+
+    /// Parks `parkings` and records `results`, in one transaction.
+    ///
+    /// A stream's due notifications cannot be claimed while its lease is held, yet every
+    /// claim round walks past them in due order. A long attempt (a slow or dead endpoint)
+    /// therefore parks them: they become due at the lease's end, exactly (a crashed
+    /// owner's stream is claimable again then). A parked stream's result (its
+    /// `parked_until`) makes them due at once again before the decision is applied.
+    pub async fn record_round(
+        &self,
+        parkings: &[Parking],
+        results: &[AttemptResult],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let backend = self.backend();
+        let mut tx = self.writer().begin().await?;
+        move_parked(&mut tx, backend, parkings, now, Direction::Park).await?;
+        let unparked: Vec<Parking> = results
+            .iter()
+            .filter_map(|r| {
+                Some(Parking {
+                    config_id: r.config_id?,
+                    realm_id: r.realm_id.clone(),
+                    from_seq: r.seq,
+                    until: r.parked_until?,
+                })
+            })
+            .collect();
+        move_parked(&mut tx, backend, &unparked, now, Direction::Unpark).await?;
+        for round in rounds_by_notification(results) {
+            for chunk in round.chunks(ROWS_PER_STATEMENT) {
+                insert_attempts(&mut tx, backend, chunk).await?;
+                update_notifications(&mut tx, backend, chunk).await?;
+            }
+        }
+        record_errors(&mut tx, backend, results).await?;
+        move_streams(&mut tx, backend, results, now).await?;
+        for result in results {
+            if let (Some(config_id), Decision::DropAndBlacklist) = (result.config_id, &result.decision) {
+                blacklist(&mut tx, config_id, now).await?;
+            }
+        }
+        let mut freed = false;
+        let leases: Vec<(&str, i64, &str)> = results
+            .iter()
+            .filter_map(|r| Some((r.owner.as_deref()?, r.config_id?, r.realm_id.as_str())))
+            .collect();
+        for chunk in leases.chunks(ROWS_PER_STATEMENT) {
+            let mut params = Params::new(backend);
+            let which = params.any_of(chunk.len(), |p| {
+                format!(
+                    "owner = {} AND config_id = {} AND realm_id = {}",
+                    p.next(),
+                    p.next(),
+                    p.next()
+                )
+            });
+            let sql = format!("DELETE FROM stream_leases WHERE {which}");
+            let mut query = sqlx::query(&sql);
+            for (owner, config_id, realm_id) in chunk {
+                query = query.bind(*owner).bind(*config_id).bind(*realm_id);
+            }
+            query.execute(&mut *tx).await?;
+            freed = true;
+        }
+        if freed {
+            // Streams are free again: other nodes may have their next notifications.
+            self.announcer().announce(&mut tx, Signal::Notifications).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every attempt of a notification, first first.
+    pub async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, started_at, duration_ms, outcome, status_code, error, response_body FROM attempts \
+             WHERE notification_seq = $1 ORDER BY number",
+        )
+        .bind(seq)
+        .fetch_all(self.reader())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(AttemptRecord {
+                number: row.try_get("number")?,
+                started_at: Timestamp(row.try_get("started_at")?),
+                duration_ms: row.try_get("duration_ms")?,
+                outcome: row.try_get("outcome")?,
+                status_code: row.try_get("status_code")?,
+                error: row.try_get("error")?,
+                response_body: row.try_get("response_body")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Queues again every notification of `config_id` made at or after `since` that is
+    /// neither delivered nor held; answers how many.
+    pub async fn recover(&self, config_id: i64, since: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let result = sqlx::query(
+            "UPDATE notifications SET status = 'pending', next_attempt_at = $1 \
+             WHERE config_id = $2 AND created_at >= $3 AND status IN ('pending', 'retrying', 'dropped') AND test = 0",
+        )
+        .bind(now.millis())
+        .bind(config_id)
+        .bind(since.millis())
+        .execute(&mut *tx)
+        .await?;
+        self.announcer().announce(&mut tx, Signal::Notifications).await?;
+        tx.commit().await?;
+        Ok(result.rows_affected())
+    }
+}
+
+/// The configuration's last notification was dropped: it becomes blacklisted, and its
+/// other undelivered notifications are held (no more attempts are made to it).
+async fn blacklist(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    config_id: i64,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE webhook_configs SET state = 'blacklisted', state_since = $1 WHERE id = $2 AND state = 'active'",
+    )
+    .bind(now.millis())
+    .bind(config_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE notifications SET status = 'held', next_attempt_at = NULL \
+         WHERE config_id = $1 AND status IN ('pending', 'retrying') AND test = 0",
+    )
+    .bind(config_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Splits results so that no notification appears twice in a round (a manual
+/// redelivery can finish together with a queued attempt of the same notification):
+/// round `r` holds the `r`-th result of every notification.
+fn rounds_by_notification(results: &[AttemptResult]) -> Vec<Vec<&AttemptResult>> {
+    let mut rounds: Vec<Vec<&AttemptResult>> = Vec::new();
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    for result in results {
+        let occurrence = seen.entry(result.seq).or_insert(0);
+        if rounds.len() <= *occurrence {
+            rounds.push(Vec::new());
+        }
+        rounds[*occurrence].push(result);
+        *occurrence += 1;
+    }
+    rounds
+}
+
+/// Inserts one attempt row per result, numbered after the notification's last.
+async fn insert_attempts(
+    tx: &mut Tx,
+    backend: Backend,
+    results: &[&AttemptResult],
+) -> Result<(), sqlx::Error> {
+    let mut params = Params::new(backend);
+    let rows: Vec<String> = results
+        .iter()
+        .map(|_| {
+            let seq = params.next();
+            let number = format!(
+                "(SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE notification_seq = {})",
+                params.next()
+            );
+            let rest: Vec<String> = (0..6).map(|_| params.next()).collect();
+            format!("({seq}, {number}, {})", rest.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO attempts (notification_seq, number, started_at, duration_ms, outcome, status_code, error, response_body) \
+         VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for result in results {
+        let attempt = &result.attempt;
+        query = query
+            .bind(result.seq)
+            .bind(result.seq)
+            .bind(attempt.started_at.millis())
+            .bind(attempt.duration_ms)
+            .bind(attempt.outcome.as_str())
+            .bind(attempt.status_code)
+            .bind(attempt.error.as_deref())
+            .bind(attempt.response_body.as_deref());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Applies each result's decision to its notification. `Unchanged` (a failed manual
+/// redelivery) keeps status and due time; so does any failure of a notification that
+/// was dropped or held while its attempt was in flight (its configuration or connection
+/// was deleted, or its configuration blacklisted): only a delivery changes those.
+async fn update_notifications(
+    tx: &mut Tx,
+    backend: Backend,
+    results: &[&AttemptResult],
+) -> Result<(), sqlx::Error> {
+    let mut params = Params::new(backend);
+    let keep = "v.column2 = '' OR (notifications.status IN ('dropped', 'held') AND v.column2 <> 'delivered')";
+    let sql = format!(
+        "UPDATE notifications SET status = CASE WHEN {keep} THEN notifications.status ELSE v.column2 END, \
+         next_attempt_at = CASE WHEN {keep} THEN notifications.next_attempt_at ELSE v.column3 END, \
+         attempt_count = notifications.attempt_count + 1, \
+         first_attempt_at = COALESCE(notifications.first_attempt_at, v.column4) \
+         FROM (VALUES {}) AS v WHERE notifications.seq = v.column1",
+        params.rows(results.len(), 4)
+    );
+    let mut query = sqlx::query(&sql);
+    for result in results {
+        let (status, next): (Option<NotificationStatus>, Option<i64>) = match &result.decision {
+            Decision::Delivered => (Some(NotificationStatus::Delivered), None),
+            Decision::Retry(at) => (Some(NotificationStatus::Retrying), Some(at.millis())),
+            Decision::DropAndBlacklist | Decision::Drop => (Some(NotificationStatus::Dropped), None),
+            Decision::Unchanged => (None, None),
+        };
+        query = query
+            .bind(result.seq)
+            .bind(status.map(|s| s.as_str()).unwrap_or(""))
+            .bind(next)
+            .bind(result.attempt.started_at.millis());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Under strict ordering the rest of a stream waits for its oldest notification: when
+/// that fails and will be retried, the stream's later pending notifications become due
+/// no earlier than the retry (so the queue's due part holds only what can be sent); when
+/// a retried notification is delivered, they are due at once. One statement for each
+/// direction, for the whole round.
+async fn move_streams(
+    tx: &mut Tx,
+    backend: Backend,
+    results: &[AttemptResult],
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let mut back = Vec::new();
+    let mut forward = Vec::new();
+    for result in results.iter().filter(|r| r.strict) {
+        let Some(config_id) = result.config_id else {
+            continue;
+        };
+        let stream = (config_id, result.realm_id.as_str(), result.seq);
+        match result.decision {
+            Decision::Retry(at) => back.push((stream, at.millis())),
+            Decision::Delivered if result.retried => forward.push((stream, now.millis())),
+            _ => {}
+        }
+    }
+    for (moves, comparison) in [(back, "<"), (forward, ">")] {
+        for chunk in moves.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE notifications SET next_attempt_at = v.column4 FROM (VALUES {}) AS v \
+                 WHERE notifications.config_id = v.column1 AND notifications.realm_id = v.column2 \
+                 AND notifications.seq > v.column3 AND notifications.status = 'pending' \
+                 AND notifications.next_attempt_at {comparison} v.column4",
+                Params::new(backend).rows(chunk.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((config_id, realm_id, seq), due) in chunk {
+                query = query.bind(*config_id).bind(*realm_id).bind(*seq).bind(*due);
+            }
+            query.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Failed attempts' errors become their configurations' `last_error` (the latest of a
+/// round per configuration), in one statement.
+async fn record_errors(tx: &mut Tx, backend: Backend, results: &[AttemptResult]) -> Result<(), sqlx::Error> {
+    let mut latest: HashMap<i64, &str> = HashMap::new();
+    for result in results.iter().filter(|r| r.decision != Decision::Delivered) {
+        if let (Some(config_id), Some(error)) = (result.config_id, result.attempt.error.as_deref()) {
+            latest.insert(config_id, error);
+        }
+    }
+    let errors: Vec<(i64, &str)> = latest.into_iter().collect();
+    for chunk in errors.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE webhook_configs SET last_error = v.column2 FROM (VALUES {}) AS v WHERE webhook_configs.id = v.column1",
+            Params::new(backend).rows(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (config_id, error) in chunk {
+            query = query.bind(*config_id).bind(*error);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
