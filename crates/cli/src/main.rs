@@ -50,17 +50,14 @@ fn main() -> ExitCode {
 
 fn print_config(args: &ArgMatches) -> anyhow::Result<()> {
     let layered = settings::Layered::from_matches(args)?;
-    settings::to_config(&layered, None)?;
+    settings::to_config(&layered)?;
     print!("{}", layered.describe());
     Ok(())
 }
 
 fn serve(args: &ArgMatches) -> anyhow::Result<()> {
     let layered = settings::Layered::from_matches(args)?;
-    let admin_token = std::env::var("LEDGERHOOK_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
-    let config = settings::to_config(&layered, admin_token)?;
+    let config = settings::to_config(&layered)?;
     init_logging();
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async {

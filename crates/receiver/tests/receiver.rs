@@ -422,7 +422,7 @@ mod worker {
         let db = TestDatabase::new(Kind::Sqlite).await.unwrap();
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: db.url.clone(),
+            database_url: db.url.parse().expect("the test database URL"),
             admin_token: Some(OPERATOR.to_owned()),
             allow_http: true,
             allow_private_networks: true,

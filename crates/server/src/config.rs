@@ -4,6 +4,7 @@
 //! this is what it hands over: every value already checked, so nothing later can fail on
 //! "not validated".
 
+use ledgerhook_store::DatabaseUrl;
 use ledgerhook_store::SqliteSynchronous;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,12 +21,12 @@ pub enum RetryPolicy {
 }
 
 /// Every setting of SPEC §2, validated.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// `listen`: the HTTP address.
     pub listen: SocketAddr,
-    /// `database-url`: `sqlite://PATH` or `postgres://…`.
-    pub database_url: String,
+    /// `database-url`: `sqlite://PATH` or `postgres://…`, parsed.
+    pub database_url: DatabaseUrl,
     /// `batch-window`: production aggregation window.
     pub batch_window: Duration,
     /// `sandbox-batch-window`: sandbox aggregation window.
@@ -69,7 +70,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            database_url: "sqlite://ledgerhook.db".to_owned(),
+            database_url: DatabaseUrl::Sqlite {
+                path: "ledgerhook.db".into(),
+                url: "sqlite://ledgerhook.db".to_owned(),
+            },
             batch_window: Duration::from_secs(60),
             sandbox_batch_window: Duration::from_secs(1),
             batch_max_events: 1000,

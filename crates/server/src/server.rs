@@ -63,7 +63,7 @@ impl Server {
         config: Config,
         lookup: Arc<dyn Lookup>,
     ) -> Result<RunningServer, StartError> {
-        let mut options = StoreOptions::new(&config.database_url);
+        let mut options = StoreOptions::new(config.database_url.clone());
         options.sqlite_synchronous = config.sqlite_synchronous;
         let store = Store::open(&options).await?;
         let new_operator_token = auth::ensure_operator_token(&store, config.admin_token.as_deref()).await?;

@@ -104,8 +104,9 @@ impl Store {
         Ok(rows.into_iter().map(app).collect::<Result<_, _>>()?)
     }
 
-    /// Deletes an app with its secrets, configurations, connections, tokens and
-    /// undelivered work; answers whether it existed.
+    /// Deletes an app with its secrets, configurations, connections, tokens and windows
+    /// (the foreign keys cascade); its undelivered notifications become `dropped`.
+    /// Answers whether it existed.
     pub async fn delete_app(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.writer().begin().await?;
         let deleted = sqlx::query("DELETE FROM apps WHERE id = $1")
@@ -113,18 +114,13 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        for sql in [
-            "DELETE FROM app_secrets WHERE app_id = $1",
-            "DELETE FROM window_events WHERE config_id IN (SELECT id FROM webhook_configs WHERE app_id = $1)",
-            "DELETE FROM windows WHERE config_id IN (SELECT id FROM webhook_configs WHERE app_id = $1)",
-            "DELETE FROM webhook_configs WHERE app_id = $1",
-            "DELETE FROM connections WHERE app_id = $1",
-            "DELETE FROM oauth_tokens WHERE app_id = $1",
+        sqlx::query(
             "UPDATE notifications SET status = 'dropped', next_attempt_at = NULL \
              WHERE app_id = $1 AND status IN ('pending', 'retrying', 'held')",
-        ] {
-            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
-        }
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(deleted == 1)
     }

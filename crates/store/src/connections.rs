@@ -127,6 +127,8 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        // Tokens and windows belong to the (app, realm) pair, not to the connection row
+        // (a code exists before its connection), so no foreign key covers them.
         for sql in [
             "DELETE FROM oauth_tokens WHERE app_id = $1 AND realm_id = $2",
             "DELETE FROM window_events WHERE realm_id = $2 AND config_id IN (SELECT id FROM webhook_configs WHERE app_id = $1)",

@@ -5,9 +5,6 @@ use std::path::PathBuf;
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The `database-url` is not a `sqlite://` or `postgres://` URL.
-    #[error("unsupported database URL \"{0}\": use sqlite://PATH or postgres://…")]
-    UnsupportedUrl(String),
     /// Another process holds the SQLite database.
     #[error("the SQLite database {path} is already in use by another ledgerhook process (lock file {lock} is held); stop it or use another database")]
     Locked {

@@ -29,10 +29,12 @@ mod realms;
 mod retention;
 pub mod signals;
 mod sql;
+mod url;
 pub mod windows;
 
 pub use error::StoreError;
 pub use open::{Backend, SqliteSynchronous, StoreOptions};
+pub use url::{BadDatabaseUrl, DatabaseUrl};
 
 use sqlx::AnyPool;
 use std::sync::Arc;

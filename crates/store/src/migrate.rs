@@ -1,22 +1,52 @@
 //! Schema migrations, run at every start on both backends.
 //!
-//! Each migration is one SQL file written for both dialects (see `0001_core.sql`); the
-//! applied versions are recorded in `ledgerhook_migrations`. On PostgreSQL an advisory
-//! lock serialises nodes that start at the same moment.
+//! Each migration is one SQL file written for both dialects (see `0001_core.sql`), or a
+//! pair of files where the dialects cannot share one (SQLite adds a foreign key only by
+//! rebuilding the table); the applied versions are recorded in `ledgerhook_migrations`.
+//! On PostgreSQL an advisory lock serialises nodes that start at the same moment.
 
 use crate::{Backend, Store, StoreError};
 use sqlx::{Any, Executor, Transaction};
 
+/// A migration's SQL.
+#[derive(Clone, Copy)]
+enum Sql {
+    /// One text for both dialects.
+    Both(&'static str),
+    /// A text for each.
+    Each {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+impl Sql {
+    fn text(self, backend: Backend) -> &'static str {
+        match (self, backend) {
+            (Sql::Both(sql), _) => sql,
+            (Sql::Each { sqlite, .. }, Backend::Sqlite) => sqlite,
+            (Sql::Each { postgres, .. }, Backend::Postgres) => postgres,
+        }
+    }
+}
+
 /// (version, SQL) in order. Append only: a shipped migration never changes.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("migrations/0001_core.sql")),
-    (2, include_str!("migrations/0002_subscriptions.sql")),
-    (3, include_str!("migrations/0003_stream_leases.sql")),
-    (4, include_str!("migrations/0004_window_batches.sql")),
-    (5, include_str!("migrations/0005_queue_index.sql")),
-    (6, include_str!("migrations/0006_lean_queue.sql")),
-    (7, include_str!("migrations/0007_retrying_streams.sql")),
-    (8, include_str!("migrations/0008_lease_ends.sql")),
+const MIGRATIONS: &[(i64, Sql)] = &[
+    (1, Sql::Both(include_str!("migrations/0001_core.sql"))),
+    (2, Sql::Both(include_str!("migrations/0002_subscriptions.sql"))),
+    (3, Sql::Both(include_str!("migrations/0003_stream_leases.sql"))),
+    (4, Sql::Both(include_str!("migrations/0004_window_batches.sql"))),
+    (5, Sql::Both(include_str!("migrations/0005_queue_index.sql"))),
+    (6, Sql::Both(include_str!("migrations/0006_lean_queue.sql"))),
+    (7, Sql::Both(include_str!("migrations/0007_retrying_streams.sql"))),
+    (8, Sql::Both(include_str!("migrations/0008_lease_ends.sql"))),
+    (
+        9,
+        Sql::Each {
+            sqlite: include_str!("migrations/0009_foreign_keys.sqlite.sql"),
+            postgres: include_str!("migrations/0009_foreign_keys.postgres.sql"),
+        },
+    ),
 ];
 
 /// Arbitrary but fixed key of the PostgreSQL advisory lock taken while migrating.
@@ -73,12 +103,16 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
         });
     }
     for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        apply(&mut tx, *version, &render(sql, store.backend()))
-            .await
-            .map_err(|source| StoreError::Migration {
-                version: *version,
-                source,
-            })?;
+        apply(
+            &mut tx,
+            *version,
+            &render(sql.text(store.backend()), store.backend()),
+        )
+        .await
+        .map_err(|source| StoreError::Migration {
+            version: *version,
+            source,
+        })?;
         tracing::info!(version, "applied schema migration");
     }
     tx.commit().await?;
@@ -105,7 +139,7 @@ mod tests {
     fn every_migration_renders_for_both_backends() {
         for (_, sql) in MIGRATIONS {
             for backend in [Backend::Sqlite, Backend::Postgres] {
-                let rendered = render(sql, backend);
+                let rendered = render(sql.text(backend), backend);
                 assert!(!rendered.contains('{'), "unreplaced placeholder in {rendered}");
                 assert!(!statements(&rendered).is_empty());
             }

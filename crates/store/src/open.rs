@@ -1,6 +1,6 @@
 //! Opening a store: URL parsing, the SQLite single-process lock, pool set-up, migrations.
 
-use crate::{migrate, Inner, Store, StoreError};
+use crate::{migrate, DatabaseUrl, Inner, Store, StoreError};
 use ledgerhook_background::{Status, Step, WorkError, Worker};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
@@ -45,8 +45,8 @@ impl FromStr for SqliteSynchronous {
 /// What [`Store::open`] needs.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// `sqlite://PATH` or `postgres://…`.
-    pub url: String,
+    /// The database.
+    pub url: DatabaseUrl,
     /// Durability of SQLite commits (ignored on PostgreSQL).
     pub sqlite_synchronous: SqliteSynchronous,
     /// Largest number of connections in the PostgreSQL pool (and SQLite's read pool).
@@ -55,22 +55,13 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     /// Options for `url` with the shipped defaults.
-    pub fn new(url: impl Into<String>) -> StoreOptions {
+    pub fn new(url: DatabaseUrl) -> StoreOptions {
         StoreOptions {
-            url: url.into(),
+            url,
             sqlite_synchronous: SqliteSynchronous::Full,
             max_connections: 16,
         }
     }
-}
-
-/// The file path of a `sqlite://PATH` URL (query string removed).
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
 fn install_drivers() {
@@ -111,13 +102,9 @@ impl Store {
     /// the newest version.
     pub async fn open(options: &StoreOptions) -> Result<Store, StoreError> {
         install_drivers();
-        let url = options.url.as_str();
-        let store = if let Some(path) = sqlite_path(url) {
-            open_sqlite(&path, options).await?
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            open_postgres(options).await?
-        } else {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        let store = match &options.url {
+            DatabaseUrl::Sqlite { path, .. } => open_sqlite(path, options).await?,
+            DatabaseUrl::Postgres(url) => open_postgres(url, options).await?,
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -132,7 +119,8 @@ async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, Store
         SqliteSynchronous::Normal => "NORMAL",
     };
     let pragmas = format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000; \
+         PRAGMA foreign_keys = ON;"
     );
     let pool = |max: u32, extra: &'static str| {
         let pragmas = format!("{pragmas} {extra}");
@@ -159,7 +147,7 @@ async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, Store
         write,
         read,
         _lock: Some(lock),
-        url: options.url.clone(),
+        url: options.url.as_str().to_owned(),
         origin: crate::signals::new_origin(),
     });
     tokio::spawn(checkpoint_loop(Arc::downgrade(&inner), checkpointer));
@@ -225,7 +213,7 @@ fn with_statement_cache(url: &str) -> String {
     format!("{url}{separator}statement-cache-capacity={STATEMENT_CACHE}")
 }
 
-async fn open_postgres(options: &StoreOptions) -> Result<Store, StoreError> {
+async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
     let pool = AnyPoolOptions::new()
         .max_connections(options.max_connections.max(2))
         .acquire_timeout(Duration::from_secs(30))
@@ -235,7 +223,7 @@ async fn open_postgres(options: &StoreOptions) -> Result<Store, StoreError> {
                 Ok(())
             })
         })
-        .connect(&with_statement_cache(&options.url))
+        .connect(&with_statement_cache(url))
         .await?;
     Ok(Store {
         inner: Arc::new(Inner {
@@ -243,7 +231,7 @@ async fn open_postgres(options: &StoreOptions) -> Result<Store, StoreError> {
             write: pool.clone(),
             read: pool,
             _lock: None,
-            url: options.url.clone(),
+            url: url.to_owned(),
             origin: crate::signals::new_origin(),
         }),
     })
@@ -267,19 +255,5 @@ mod tests {
             with_statement_cache("postgres://h/db?statement-cache-capacity=5"),
             "postgres://h/db?statement-cache-capacity=5"
         );
-    }
-
-    #[test]
-    fn reads_sqlite_paths() {
-        assert_eq!(
-            sqlite_path("sqlite://ledgerhook.db"),
-            Some(PathBuf::from("ledgerhook.db"))
-        );
-        assert_eq!(
-            sqlite_path("sqlite:///tmp/x.db?mode=rwc"),
-            Some(PathBuf::from("/tmp/x.db"))
-        );
-        assert_eq!(sqlite_path("sqlite://"), None);
-        assert_eq!(sqlite_path("postgres://h/db"), None);
     }
 }

@@ -61,8 +61,9 @@ impl Store {
         Ok(rows.into_iter().map(realm).collect::<Result<_, _>>()?)
     }
 
-    /// Deletes a realm with its connections, tokens, entities, events and undelivered
-    /// work; answers whether it existed.
+    /// Deletes a realm with its connections, tokens, entities, events, idempotency keys
+    /// and windows (the foreign keys cascade); its undelivered notifications become
+    /// `dropped`. Answers whether it existed.
     pub async fn delete_realm(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.writer().begin().await?;
         let deleted = sqlx::query("DELETE FROM realms WHERE id = $1")
@@ -70,19 +71,13 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        for sql in [
-            "DELETE FROM connections WHERE realm_id = $1",
-            "DELETE FROM oauth_tokens WHERE realm_id = $1",
-            "DELETE FROM entity_states WHERE realm_id = $1",
-            "DELETE FROM change_events WHERE realm_id = $1",
-            "DELETE FROM idempotency_keys WHERE realm_id = $1",
-            "DELETE FROM windows WHERE realm_id = $1",
-            "DELETE FROM window_events WHERE realm_id = $1",
+        sqlx::query(
             "UPDATE notifications SET status = 'dropped', next_attempt_at = NULL \
              WHERE realm_id = $1 AND status IN ('pending', 'retrying', 'held')",
-        ] {
-            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
-        }
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(deleted == 1)
     }

@@ -20,18 +20,22 @@ impl Store {
     }
 
     /// Removes notifications (with their attempts) and change events older than
-    /// `cutoff`, and idempotency keys past their day; answers the rows removed.
+    /// `cutoff`, and idempotency keys past their day; answers the notifications, events
+    /// and keys removed (attempts are not counted).
     pub async fn purge(&self, cutoff: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
         let mut tx = self.writer().begin().await?;
         let mut removed = 0;
+        // Their attempts go with them (the foreign key cascades).
         for sql in [
-            "DELETE FROM attempts WHERE notification_seq IN (SELECT seq FROM notifications WHERE created_at < $1 \
-             AND status IN ('delivered', 'dropped'))",
             "DELETE FROM notifications WHERE created_at < $1 AND status IN ('delivered', 'dropped')",
             "DELETE FROM change_events WHERE accepted_at < $1 \
              AND NOT EXISTS (SELECT 1 FROM window_events we WHERE we.event_seq = change_events.seq)",
         ] {
-            removed += sqlx::query(sql).bind(cutoff.millis()).execute(&mut *tx).await?.rows_affected();
+            removed += sqlx::query(sql)
+                .bind(cutoff.millis())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         removed += sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(now.millis() - crate::ingest::IDEMPOTENCY_WINDOW_MS)

@@ -139,6 +139,24 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Declares `mod NAME { sqlite, postgres }` running `NAME(kind)` on each backend, each a
+/// Tokio test on two worker threads (the server's background tasks run beside the test).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::Kind::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::Kind::Postgres).await;
+            }
+        }
+    )*};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

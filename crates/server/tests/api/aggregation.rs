@@ -1,10 +1,10 @@
 //! Aggregation: windows per (configuration, realm), early close, filters, connections,
 //! environments, payload formats, ordering and held notifications.
 
-use crate::on_both_backends;
 use crate::support::{legacy_events, minutes_ago, payload_json, Company, TestServer};
 use ledgerhook_domain::{ConfigState, Environment, Timestamp};
 use ledgerhook_store::notifications::NotificationStatus;
+use ledgerhook_testkit::on_both_backends;
 use ledgerhook_testkit::Kind;
 use serde_json::{json, Value};
 use std::time::Duration;

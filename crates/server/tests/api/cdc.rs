@@ -1,8 +1,8 @@
 //! ChangeDataCapture: every `changedSince` form, every refusal, order and limits.
 
-use crate::on_both_backends;
 use crate::support::{minutes_ago, TestServer, OPERATOR};
 use chrono::{Duration, SecondsFormat, Utc};
+use ledgerhook_testkit::on_both_backends;
 use ledgerhook_testkit::Kind;
 use serde_json::{json, Value};
 

@@ -2,10 +2,10 @@
 //! blacklist, held and inactive, ordering, timeouts, concurrency per realm, test sends,
 //! and the notifications API.
 
-use crate::on_both_backends;
 use crate::support::{minutes_ago, Company, TestServer, OPERATOR};
 use ledgerhook_delivery::signature::{intuit_signature, standard_signature};
 use ledgerhook_store::notifications::NotificationStatus;
+use ledgerhook_testkit::on_both_backends;
 use ledgerhook_testkit::receiver::{self, Pki, Receiver, Recorded};
 use ledgerhook_testkit::Kind;
 use reqwest::Method;

@@ -4,7 +4,6 @@
 //! Each test breaks one table under a running server (renames it, from a connection of
 //! its own) and drives the operation through the server's own service types.
 
-use crate::on_both_backends;
 use crate::support::*;
 use ledgerhook_delivery::outbound::{Attempt, Outcome};
 use ledgerhook_domain::Timestamp;
@@ -13,6 +12,7 @@ use ledgerhook_server::oauth::{self, OAuthError};
 use ledgerhook_store::ingest::{IngestRequest, NewEvent};
 use ledgerhook_store::queue::Decision;
 use ledgerhook_store::StoreError;
+use ledgerhook_testkit::on_both_backends;
 use ledgerhook_testkit::Kind;
 use serde_json::json;
 use std::error::Error;

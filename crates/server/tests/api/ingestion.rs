@@ -1,7 +1,7 @@
 //! Ingestion: validation, latest-state rules, idempotency and group commit.
 
-use crate::on_both_backends;
 use crate::support::{minutes_ago, TestServer, OPERATOR};
+use ledgerhook_testkit::on_both_backends;
 use ledgerhook_testkit::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -1,10 +1,10 @@
 //! The management API: the auth matrix, the shapes, and every bad input (each proven to
 //! change nothing).
 
-use crate::on_both_backends;
 use crate::support::{TestServer, OPERATOR};
 use ledgerhook_domain::{Operation, ENTITIES};
 use ledgerhook_store::model::SecretName;
+use ledgerhook_testkit::on_both_backends;
 use ledgerhook_testkit::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

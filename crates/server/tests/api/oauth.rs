@@ -1,7 +1,7 @@
 //! OAuth 2.0 as QuickBooks runs it: consent, code exchange, refresh, revoke, discovery.
 
-use crate::on_both_backends;
 use crate::support::{minutes_ago, TestServer};
+use ledgerhook_testkit::on_both_backends;
 use ledgerhook_testkit::Kind;
 use serde_json::{json, Value};
 

@@ -17,23 +17,6 @@ use tokio::sync::oneshot;
 /// The operator token every test server uses.
 pub const OPERATOR: &str = "operator-token-for-tests";
 
-/// Declares `mod NAME { sqlite, postgres }` running `NAME(kind)` on each backend.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(ledgerhook_testkit::Kind::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(ledgerhook_testkit::Kind::Postgres).await;
-            }
-        }
-    )*};
-}
-
 /// The resolver of test servers: `localhost` is 127.0.0.1 and no other name resolves,
 /// so no test sends a DNS query (or anything else) off the machine.
 pub struct LoopbackOnlyDns;
@@ -76,7 +59,7 @@ impl TestServer {
         let db = TestDatabase::new(kind).await?;
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: db.url.clone(),
+            database_url: db.url.parse().expect("the test database URL"),
             admin_token: Some(OPERATOR.to_owned()),
             ..Config::default()
         };
@@ -326,7 +309,7 @@ impl TestServer {
     pub async fn break_table(&self, table: &str) {
         use sqlx::Connection;
         sqlx::any::install_default_drivers();
-        let mut connection = sqlx::AnyConnection::connect(&self.state.config.database_url)
+        let mut connection = sqlx::AnyConnection::connect(self.state.config.database_url.as_str())
             .await
             .expect("a connection of the test's own");
         sqlx::query(&format!("ALTER TABLE {table} RENAME TO {table}_gone"))

@@ -1,8 +1,8 @@
 //! The QuickBooks-compatible entity API: writes make change events, `SyncToken` guards
 //! updates, reads and queries answer QuickBooks' shapes.
 
-use crate::on_both_backends;
 use crate::support::{legacy_events, Company, TestServer};
+use ledgerhook_testkit::on_both_backends;
 use ledgerhook_testkit::Kind;
 use reqwest::Method;
 use serde_json::{json, Value};

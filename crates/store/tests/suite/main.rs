@@ -3,21 +3,7 @@
 use ledgerhook_store::{Backend, Store, StoreError, StoreOptions};
 use ledgerhook_testkit::{Kind, TestDatabase};
 
-/// Declares `mod NAME { sqlite, postgres }` running `NAME(kind)` on each backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(ledgerhook_testkit::Kind::Sqlite).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(ledgerhook_testkit::Kind::Postgres).await;
-            }
-        }
-    )*};
-}
+use ledgerhook_testkit::on_both_backends;
 
 on_both_backends!(
     opens_on_the_right_backend,
@@ -26,7 +12,7 @@ on_both_backends!(
 );
 
 async fn open(db: &TestDatabase) -> Store {
-    Store::open(&StoreOptions::new(&db.url))
+    Store::open(&StoreOptions::new(db.url.parse().expect("test database URL")))
         .await
         .expect("open store")
 }
@@ -75,7 +61,7 @@ async fn init_meta_keeps_the_first_value(kind: Kind) {
 async fn second_sqlite_store_on_the_same_file_is_refused() {
     let db = TestDatabase::sqlite();
     let _first = open(&db).await;
-    let err = Store::open(&StoreOptions::new(&db.url))
+    let err = Store::open(&StoreOptions::new(db.url.parse().unwrap()))
         .await
         .err()
         .expect("second open must fail");
@@ -118,10 +104,9 @@ async fn sqlite_lock_is_released_when_the_store_is_dropped() {
 
 #[tokio::test]
 async fn unsupported_urls_are_refused() {
-    let err = Store::open(&StoreOptions::new("mysql://localhost/x"))
-        .await
-        .err()
-        .unwrap();
+    let err = "mysql://localhost/x"
+        .parse::<ledgerhook_store::DatabaseUrl>()
+        .unwrap_err();
     assert!(err.to_string().contains("unsupported database URL"), "{err}");
 }
 
@@ -165,3 +150,5 @@ async fn announcements_wake_other_stores_but_not_their_own() {
     let woke = tokio::time::timeout(Duration::from_millis(200), own_wake.notified()).await;
     assert!(woke.is_err(), "the announcing store woke itself");
 }
+
+mod pipeline;

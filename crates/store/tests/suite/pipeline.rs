@@ -1,0 +1,408 @@
+//! The delivery pipeline's storage on both backends: window closing, claims, lease
+//! expiry, parking, recording, and the cascades of a delete.
+
+use ledgerhook_domain::{EntitySelection, Environment, Operation, Ordering, PayloadFormat, Timestamp};
+use ledgerhook_store::ingest::{IngestRequest, NewEvent};
+use ledgerhook_store::model::{App, ConfigInput, Realm, WebhookConfig};
+use ledgerhook_store::notifications::{NewNotification, NotificationStatus};
+use ledgerhook_store::queue::{AttemptRecord, AttemptResult, Candidate, Decision, Parking};
+use ledgerhook_store::windows::{ClosingWindow, WindowPolicy};
+use ledgerhook_store::Store;
+use ledgerhook_testkit::{on_both_backends, Kind, TestDatabase};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+on_both_backends!(
+    a_window_closes_when_due_into_one_notification,
+    a_claim_takes_the_stream_until_its_lease_ends,
+    recording_delivers_retries_and_frees_the_stream,
+    parking_moves_a_streams_due_rows_to_the_lease_end_and_back,
+    deleting_an_app_or_realm_cascades_and_drops_undelivered_work,
+);
+
+/// A realm with one connected app whose sandbox configuration wants everything.
+struct Fixture {
+    store: Store,
+    realm_id: String,
+    app_id: String,
+    config: WebhookConfig,
+    _db: TestDatabase,
+}
+
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp(T0.millis() + offset_ms)
+}
+
+fn policy(window_ms: i64) -> WindowPolicy {
+    WindowPolicy {
+        sandbox_ms: window_ms,
+        production_ms: 60_000,
+        max_events: 1000,
+        time_scale: 1.0,
+        default_ordering: Ordering::Strict,
+    }
+}
+
+/// Renders a window as one notification whose body names its event ids.
+fn render(window: &ClosingWindow<'_>) -> Vec<NewNotification> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let ids: Vec<&str> = window.events.iter().map(|e| e.entity_id.as_str()).collect();
+    vec![NewNotification {
+        id: format!("ntf_test_{}", NEXT.fetch_add(1, AtomicOrdering::Relaxed)),
+        payload: ids.join(",").into_bytes(),
+        event_count: window.events.len(),
+    }]
+}
+
+async fn fixture(kind: Kind) -> Option<Fixture> {
+    let db = TestDatabase::new(kind).await?;
+    let store = super::open(&db).await;
+    let realm = Realm {
+        id: "9130000000000001".into(),
+        name: "Test Co".into(),
+        environment: Environment::Sandbox,
+        created_at: T0,
+    };
+    store.insert_realm(&realm).await.unwrap();
+    let app = App {
+        id: "app_pipeline".into(),
+        name: "Pipeline".into(),
+        client_id: "client".into(),
+        client_secret_hash: "secret-hash".into(),
+        api_key_hash: "key-hash".into(),
+        redirect_uris: vec![],
+        created_at: T0,
+    };
+    store
+        .insert_app(&app, "verifier", "whsec_c2VjcmV0")
+        .await
+        .unwrap();
+    store.connect(&app.id, &realm.id, &[], T0).await.unwrap();
+    let input = ConfigInput {
+        url: "https://hooks.test/in".into(),
+        entities: EntitySelection::All,
+        format: PayloadFormat::Legacy,
+        batch_window_ms: None,
+        ordering: None,
+    };
+    let config = store
+        .put_config(&app.id, Environment::Sandbox, &input, T0)
+        .await
+        .unwrap();
+    Some(Fixture {
+        store,
+        realm_id: realm.id,
+        app_id: app.id,
+        config,
+        _db: db,
+    })
+}
+
+impl Fixture {
+    /// Ingests one request of Customer updates with these ids at `now`.
+    async fn ingest(&self, ids: &[&str], policy: &WindowPolicy, now: Timestamp) -> usize {
+        let events = ids
+            .iter()
+            .map(|id| NewEvent {
+                entity: "Customer",
+                entity_id: (*id).to_owned(),
+                operation: Operation::Update,
+                last_updated: now,
+                deleted_id: None,
+                data: None,
+            })
+            .collect();
+        let request = IngestRequest {
+            realm_id: self.realm_id.clone(),
+            events,
+            idempotency: None,
+            precondition: None,
+        };
+        let (_, fanned) = self.store.ingest(&[request], policy, render, now).await.unwrap();
+        fanned.notifications_made
+    }
+
+    async fn claimable(&self, now: Timestamp) -> Vec<Candidate> {
+        self.store
+            .claimable(now, Ordering::Strict, 100)
+            .await
+            .unwrap()
+            .candidates
+    }
+
+    async fn status(&self, seq: i64) -> (NotificationStatus, Option<Timestamp>) {
+        let state = self
+            .store
+            .delivery_state(seq)
+            .await
+            .unwrap()
+            .expect("notification");
+        (state.notification.status, state.notification.next_attempt_at)
+    }
+
+    fn result(
+        &self,
+        candidate: &Candidate,
+        decision: Decision,
+        owner: &str,
+        now: Timestamp,
+    ) -> AttemptResult {
+        AttemptResult {
+            seq: candidate.seq,
+            config_id: Some(self.config.id),
+            realm_id: self.realm_id.clone(),
+            attempt: AttemptRecord {
+                number: 0,
+                started_at: now,
+                duration_ms: 12,
+                outcome: "http_error".into(),
+                status_code: Some(500),
+                error: Some("HTTP 500".into()),
+                response_body: Some("down".into()),
+            },
+            decision,
+            owner: Some(owner.into()),
+            strict: true,
+            retried: false,
+            parked_until: None,
+        }
+    }
+}
+
+async fn a_window_closes_when_due_into_one_notification(kind: Kind) {
+    let Some(f) = fixture(kind).await else { return };
+    let policy = policy(1000);
+    assert_eq!(
+        f.ingest(&["1", "2"], &policy, at(0)).await,
+        0,
+        "a 1 s window makes nothing at once"
+    );
+    assert_eq!(f.store.next_window_due().await.unwrap(), Some(at(1000)));
+
+    let early = f
+        .store
+        .close_due_windows(&policy, at(999), 10, render)
+        .await
+        .unwrap();
+    assert_eq!((early.windows, early.notifications), (0, 0));
+    let closed = f
+        .store
+        .close_due_windows(&policy, at(1000), 10, render)
+        .await
+        .unwrap();
+    assert_eq!((closed.windows, closed.notifications), (1, 1));
+    assert_eq!(
+        f.store.next_window_due().await.unwrap(),
+        None,
+        "the window is gone"
+    );
+
+    let candidates = f.claimable(at(1000)).await;
+    assert_eq!(candidates.len(), 1);
+    let state = f.store.delivery_state(candidates[0].seq).await.unwrap().unwrap();
+    assert_eq!(state.notification.payload, b"1,2");
+    assert_eq!(state.notification.event_count, 2);
+    assert_eq!(state.notification.status, NotificationStatus::Pending);
+}
+
+async fn a_claim_takes_the_stream_until_its_lease_ends(kind: Kind) {
+    let Some(f) = fixture(kind).await else { return };
+    let policy = policy(0);
+    assert_eq!(
+        f.ingest(&["1"], &policy, at(0)).await,
+        1,
+        "a 0 s window makes a notification at once"
+    );
+    let candidates = f.claimable(at(0)).await;
+    assert_eq!(candidates.len(), 1);
+    assert_eq!(candidates[0].url, "https://hooks.test/in");
+
+    let won = f
+        .store
+        .claim(&candidates, "node-a", at(0), at(5000))
+        .await
+        .unwrap();
+    assert!(won[0].is_some(), "the first claim wins");
+    assert!(
+        f.claimable(at(10)).await.is_empty(),
+        "a leased stream is not claimable"
+    );
+    let lost = f
+        .store
+        .claim(&candidates, "node-b", at(10), at(5010))
+        .await
+        .unwrap();
+    assert!(lost[0].is_none(), "a second owner does not get a leased stream");
+
+    // node-a dies: at the lease's end the stream is free for another node.
+    assert_eq!(f.store.next_attempt_due(at(10)).await.unwrap(), Some(at(5000)));
+    let again = f.claimable(at(5001)).await;
+    assert_eq!(again.len(), 1, "the lease expired");
+    let won = f
+        .store
+        .claim(&again, "node-b", at(5001), at(10_000))
+        .await
+        .unwrap();
+    assert!(won[0].is_some());
+}
+
+async fn recording_delivers_retries_and_frees_the_stream(kind: Kind) {
+    let Some(f) = fixture(kind).await else { return };
+    let policy = policy(0);
+    f.ingest(&["1"], &policy, at(0)).await;
+    f.ingest(&["2"], &policy, at(1)).await;
+    let first = f.claimable(at(1)).await.remove(0);
+    f.store
+        .claim(std::slice::from_ref(&first), "node-a", at(1), at(5000))
+        .await
+        .unwrap();
+
+    // A failure with a next wait: retrying, due then, the attempt kept, the lease freed.
+    let retry = f.result(&first, Decision::Retry(at(20_000)), "node-a", at(2));
+    f.store.record_attempts(&[retry], at(3)).await.unwrap();
+    assert_eq!(
+        f.status(first.seq).await,
+        (NotificationStatus::Retrying, Some(at(20_000)))
+    );
+    let attempts = f.store.attempts(first.seq).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!((attempts[0].number, attempts[0].status_code), (1, Some(500)));
+    assert!(
+        f.claimable(at(100)).await.is_empty(),
+        "strict order: the stream's next notification waits for the retry"
+    );
+
+    // The retry succeeds: delivered, and the stream's next notification is due at once.
+    let retried = f.claimable(at(20_000)).await.remove(0);
+    assert_eq!(retried.seq, first.seq);
+    f.store
+        .claim(std::slice::from_ref(&retried), "node-a", at(20_000), at(25_000))
+        .await
+        .unwrap();
+    let mut delivered = f.result(&retried, Decision::Delivered, "node-a", at(20_001));
+    delivered.retried = true;
+    f.store.record_attempts(&[delivered], at(20_002)).await.unwrap();
+    assert_eq!(f.status(first.seq).await.0, NotificationStatus::Delivered);
+    assert_eq!(f.store.attempts(first.seq).await.unwrap().len(), 2);
+    let next = f.claimable(at(20_003)).await;
+    assert_eq!(next.len(), 1, "the lease was released with the result");
+    assert_ne!(next[0].seq, first.seq);
+}
+
+async fn parking_moves_a_streams_due_rows_to_the_lease_end_and_back(kind: Kind) {
+    let Some(f) = fixture(kind).await else { return };
+    let policy = policy(0);
+    f.ingest(&["1"], &policy, at(0)).await;
+    f.ingest(&["2"], &policy, at(1)).await;
+    let first = f.claimable(at(1)).await.remove(0);
+    f.store
+        .claim(std::slice::from_ref(&first), "node-a", at(1), at(9000))
+        .await
+        .unwrap();
+    let second_seq = {
+        let list = f
+            .store
+            .notifications(
+                &ledgerhook_store::notifications::NotificationFilter {
+                    app_id: Some(f.app_id.clone()),
+                    ..Default::default()
+                },
+                10,
+            )
+            .await
+            .unwrap();
+        list.iter().map(|n| n.seq).max().unwrap()
+    };
+
+    let parking = Parking {
+        config_id: f.config.id,
+        realm_id: f.realm_id.clone(),
+        from_seq: first.seq,
+        until: at(9000),
+    };
+    f.store.record_round(&[parking], &[], at(300)).await.unwrap();
+    assert_eq!(
+        f.status(second_seq).await.1,
+        Some(at(9000)),
+        "parked until the lease ends"
+    );
+
+    // The attempt ends: what it parked is due at once again, in the same transaction.
+    let mut delivered = f.result(&first, Decision::Delivered, "node-a", at(400));
+    delivered.parked_until = Some(at(9000));
+    f.store.record_attempts(&[delivered], at(500)).await.unwrap();
+    let (_, due) = f.status(second_seq).await;
+    assert!(due.is_some_and(|d| d <= at(500)), "unparked: due {due:?}");
+    let next = f.claimable(at(500)).await;
+    assert_eq!(next.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![second_seq]);
+}
+
+async fn deleting_an_app_or_realm_cascades_and_drops_undelivered_work(kind: Kind) {
+    let Some(f) = fixture(kind).await else { return };
+    f.ingest(&["1"], &policy(0), at(0)).await;
+    f.ingest(&["2"], &policy(60_000), at(1)).await;
+    assert!(f.store.next_window_due().await.unwrap().is_some());
+    let seq = f.claimable(at(1)).await.remove(0).seq;
+
+    assert!(f.store.delete_app(&f.app_id).await.unwrap());
+    assert_eq!(
+        f.status(seq).await.0,
+        NotificationStatus::Dropped,
+        "kept as history, dropped"
+    );
+    assert!(f.store.app(&f.app_id).await.unwrap().is_none());
+    assert!(f
+        .store
+        .config(&f.app_id, Environment::Sandbox)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(f
+        .store
+        .connection(&f.app_id, &f.realm_id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(f
+        .store
+        .secret(&f.app_id, ledgerhook_store::model::SecretName::SigningSecret)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        f.store.next_window_due().await.unwrap(),
+        None,
+        "its window went with it"
+    );
+
+    assert_eq!(
+        f.store
+            .changed_entities(&f.realm_id, &["Customer"], Timestamp(0), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // The keys hold: nothing can point at the app any more.
+    assert!(
+        f.store.connect(&f.app_id, &f.realm_id, &[], at(2)).await.is_err(),
+        "a connection of a deleted app is refused by its foreign key"
+    );
+
+    assert!(f.store.delete_realm(&f.realm_id).await.unwrap());
+    assert!(
+        f.store
+            .changed_entities(&f.realm_id, &["Customer"], Timestamp(0), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "its entities went with it"
+    );
+    assert!(f
+        .store
+        .entity_state(&f.realm_id, "Customer", "1")
+        .await
+        .unwrap()
+        .is_none());
+}
