@@ -8,6 +8,7 @@
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use ledgerhook_domain::duration::{parse_byte_size, parse_duration};
+use ledgerhook_domain::rate::Rate;
 use ledgerhook_server::{Config, RetryPolicy};
 use ledgerhook_store::{BadDatabaseUrl, DatabaseUrl};
 use std::collections::BTreeMap;
@@ -168,6 +169,18 @@ pub static SETTINGS: &[Setting] = &[
         "LEDGERHOOK_TIME_SCALE",
         Some("1"),
         "simulated-time factor (> 0)",
+    ),
+    setting(
+        "token-lifetime",
+        "LEDGERHOOK_TOKEN_LIFETIME",
+        Some("1h"),
+        "lifetime of OAuth access tokens (QuickBooks: 1 h); shorter for tests of refresh logic",
+    ),
+    setting(
+        "v3-rate-limit",
+        "LEDGERHOOK_V3_RATE_LIMIT",
+        None,
+        "QuickBooks' throttle on /v3 per realm and app, e.g. 500/min (over it: 429, Fault 003001)",
     ),
     setting(
         "admin-token",
@@ -464,6 +477,10 @@ pub fn to_config(layered: &Layered) -> Result<Config, SettingsError> {
         })?,
         sqlite_synchronous: required(layered, "sqlite-synchronous", |v| v.parse())?,
         time_scale: required(layered, "time-scale", time_scale)?,
+        token_lifetime: required(layered, "token-lifetime", positive_duration)?,
+        v3_rate_limit: parse_with(layered, "v3-rate-limit", |v| {
+            Rate::parse(v).map_err(|e| e.to_string())
+        })?,
         // An empty token is no token (an unset variable in many deployment tools).
         admin_token: parse_with(layered, "admin-token", |v| Ok(v.to_owned()))?.filter(|t| !t.is_empty()),
     })

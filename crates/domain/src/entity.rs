@@ -144,9 +144,19 @@ pub static ENTITIES: [EntitySpec; 29] = [
     spec("VendorCredit", C | U | D, true),
 ];
 
+/// `CompanyInfo`: not part of the webhooks matrix (it cannot be subscribed to by name or
+/// ingested), but the QuickBooks-compatible API serves and updates it, one per realm.
+pub static COMPANY_INFO: EntitySpec = spec("CompanyInfo", U, false);
+
 /// Looks an entity up by its exact (case-sensitive) name.
 pub fn find(name: &str) -> Option<&'static EntitySpec> {
     ENTITIES.iter().find(|e| e.name == name)
+}
+
+/// Like [`find`], also knowing [`COMPANY_INFO`]: for reading back stored events, which
+/// the QuickBooks-compatible API makes for it too.
+pub fn find_stored(name: &str) -> Option<&'static EntitySpec> {
+    find(name).or_else(|| (name == COMPANY_INFO.name).then_some(&COMPANY_INFO))
 }
 
 /// Why an (entity, operation) pair was refused.

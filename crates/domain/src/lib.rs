@@ -10,12 +10,16 @@
 //! - [`event`]: a change event as ingested.
 //! - [`net`]: which IP addresses are public (the SSRF policy).
 //! - [`subscription`]: a webhook configuration's entity selection, format, ordering, state.
+//! - [`rate`]: the `COUNT/PERIOD` form of the rate-limit settings.
+//! - [`query`]: the QuickBooks query language (`select … from … where … orderby …`), parsed.
 
 pub mod duration;
 pub mod entity;
 pub mod environment;
 pub mod event;
 pub mod net;
+pub mod query;
+pub mod rate;
 pub mod subscription;
 pub mod time;
 

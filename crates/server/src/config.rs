@@ -4,6 +4,7 @@
 //! this is what it hands over: every value already checked, so nothing later can fail on
 //! "not validated".
 
+use ledgerhook_domain::rate::Rate;
 use ledgerhook_store::DatabaseUrl;
 use ledgerhook_store::SqliteSynchronous;
 use std::net::SocketAddr;
@@ -61,6 +62,10 @@ pub struct Config {
     pub sqlite_synchronous: SqliteSynchronous,
     /// `time-scale`: simulated-time factor (> 0).
     pub time_scale: f64,
+    /// `token-lifetime`: how long an OAuth access token lives (real time, never scaled).
+    pub token_lifetime: Duration,
+    /// `v3-rate-limit`: requests per realm and app on `/v3`, if limited.
+    pub v3_rate_limit: Option<Rate>,
     /// The operator token from `LEDGERHOOK_ADMIN_TOKEN`, replacing any stored one.
     pub admin_token: Option<String>,
 }
@@ -95,6 +100,8 @@ impl Default for Config {
             secret_key: None,
             sqlite_synchronous: SqliteSynchronous::Full,
             time_scale: 1.0,
+            token_lifetime: Duration::from_secs(3600),
+            v3_rate_limit: None,
             admin_token: None,
         }
     }

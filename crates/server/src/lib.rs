@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod pipeline;
 mod server;
 pub mod state;
+pub mod throttle;
 
 pub use config::{Config, RetryPolicy};
 pub use server::{RunningServer, Server, StartError};

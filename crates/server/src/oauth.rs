@@ -1,6 +1,6 @@
 //! OAuth 2.0 grants: access and refresh tokens for one app on one realm, stored only as
-//! hashes. Lifetimes are QuickBooks': access one hour, refresh 100 days (real time, never
-//! scaled by `time-scale`).
+//! hashes. Lifetimes are QuickBooks': access `token-lifetime` (one hour by default),
+//! refresh 100 days (real time, never scaled by `time-scale`).
 //!
 //! **API boundary:** this module answers typed values and [`OAuthError`]; `http/oauth.rs`
 //! and `http/connections.rs` turn them into responses.
@@ -11,8 +11,6 @@ use ledgerhook_domain::Timestamp;
 use ledgerhook_store::model::{NewToken, TokenKind};
 use ledgerhook_store::StoreError;
 
-/// Seconds an access token lives.
-pub const ACCESS_TOKEN_SECONDS: i64 = 3600;
 /// Seconds a refresh token lives.
 pub const REFRESH_TOKEN_SECONDS: i64 = 100 * 86_400;
 /// Seconds an authorization code lives.
@@ -24,19 +22,23 @@ pub struct Grant {
     pub access_token: String,
     /// Exchanges for a new pair.
     pub refresh_token: String,
+    /// Seconds the access token lives (`token-lifetime`).
+    pub expires_in: i64,
 }
 
 impl Grant {
-    fn issue(now: Timestamp) -> (Grant, Vec<NewToken>) {
+    fn issue(state: &AppState, now: Timestamp) -> (Grant, Vec<NewToken>) {
+        let lifetime_ms = i64::try_from(state.config.token_lifetime.as_millis()).unwrap_or(i64::MAX);
         let grant = Grant {
             access_token: new_secret("lha_"),
             refresh_token: new_secret("lhr_"),
+            expires_in: (lifetime_ms / 1000).max(1),
         };
         let rows = vec![
             NewToken {
                 hash: hash_token(&grant.access_token),
                 kind: TokenKind::Access,
-                expires_at: Timestamp(now.millis() + ACCESS_TOKEN_SECONDS * 1000),
+                expires_at: Timestamp(now.millis().saturating_add(lifetime_ms)),
                 redirect_uri: None,
             },
             NewToken {
@@ -73,7 +75,7 @@ pub enum OAuthError {
 /// Connects `app_id` to `realm_id` (if not already) and issues a new pair of tokens.
 pub async fn connect(state: &AppState, app_id: &str, realm_id: &str) -> Result<Grant, StoreError> {
     let now = Timestamp::now();
-    let (grant, rows) = Grant::issue(now);
+    let (grant, rows) = Grant::issue(state, now);
     state.store.connect(app_id, realm_id, &rows, now).await?;
     Ok(grant)
 }
@@ -146,7 +148,7 @@ pub async fn refresh(state: &AppState, app_id: &str, refresh_token: &str) -> Res
         return Err(OAuthError::InvalidGrant("refresh token already used"));
     }
     let now = Timestamp::now();
-    let (grant, rows) = Grant::issue(now);
+    let (grant, rows) = Grant::issue(state, now);
     state
         .store
         .add_tokens(app_id, &stored.realm_id, &rows, now)

@@ -3,6 +3,7 @@
 use crate::auth::OperatorToken;
 use crate::ingest::{Ingestor, Wake};
 use crate::pipeline::Pipeline;
+use crate::throttle::Throttle;
 use crate::Config;
 use ledgerhook_background::Status;
 use ledgerhook_delivery::dispatcher::{Dispatcher, DispatcherOptions};
@@ -41,6 +42,8 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     /// Failed steps and last errors of the background workers, for `/metrics`.
     pub background: BackgroundStatus,
+    /// `v3-rate-limit`, per (app, realm).
+    pub v3_throttle: Arc<Throttle>,
 }
 
 /// The status of each background worker of the server.
@@ -103,6 +106,7 @@ impl AppState {
             metrics.clone(),
             pipeline.handle(),
         );
+        let v3_throttle = Arc::new(Throttle::new(config.v3_rate_limit));
         AppState {
             store,
             config: Arc::new(config),
@@ -116,6 +120,7 @@ impl AppState {
             operator_token: Arc::new(OperatorToken::default()),
             pipeline,
             background: BackgroundStatus::default(),
+            v3_throttle,
         }
     }
 }

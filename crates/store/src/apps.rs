@@ -105,10 +105,16 @@ impl Store {
     }
 
     /// Deletes an app with its secrets, configurations, connections, tokens and windows
-    /// (the foreign keys cascade); its undelivered notifications become `dropped`.
-    /// Answers whether it existed.
+    /// (the foreign keys cascade; the windows' events, which have no key, explicitly);
+    /// its undelivered notifications become `dropped`. Answers whether it existed.
     pub async fn delete_app(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.writer().begin().await?;
+        sqlx::query(
+            "DELETE FROM window_events WHERE config_id IN (SELECT id FROM webhook_configs WHERE app_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         let deleted = sqlx::query("DELETE FROM apps WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -124,6 +124,31 @@ impl Store {
         Ok(states)
     }
 
+    /// Stores `body` as the state of an entity that has none yet (`SyncToken` 0), with no
+    /// change event: the entities a QuickBooks company has from the start
+    /// (`CompanyInfo`, `Preferences`). An existing state is left as it is.
+    pub async fn seed_entity(
+        &self,
+        realm_id: &str,
+        entity: &str,
+        entity_id: &str,
+        body: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO entity_states (realm_id, entity, entity_id, sync_token, created_at, last_updated, deleted, body) \
+             VALUES ($1, $2, $3, 0, $4, $4, 0, $5) ON CONFLICT (realm_id, entity, entity_id) DO NOTHING",
+        )
+        .bind(realm_id)
+        .bind(entity)
+        .bind(entity_id)
+        .bind(at.millis())
+        .bind(body)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
     /// The next free numeric id of an entity type in a realm (QuickBooks ids are small
     /// integers).
     pub async fn next_entity_id(&self, realm_id: &str, entity: &str) -> Result<u64, StoreError> {

@@ -169,8 +169,9 @@ impl Store {
         Ok(rows.into_iter().map(config).collect::<Result<_, _>>()?)
     }
 
-    /// Removes a configuration with its windows and leases (the foreign keys cascade);
-    /// its pending and held notifications are dropped. Answers whether it existed.
+    /// Removes a configuration with its windows and leases (the foreign keys cascade) and
+    /// its windows' events; its pending and held notifications are dropped. Answers
+    /// whether it existed.
     pub async fn delete_config(&self, app_id: &str, env: Environment) -> Result<bool, StoreError> {
         let mut tx = self.writer().begin().await?;
         let id: Option<i64> =
@@ -181,6 +182,7 @@ impl Store {
                 .await?;
         let Some(id) = id else { return Ok(false) };
         for sql in [
+            "DELETE FROM window_events WHERE config_id = $1",
             "DELETE FROM webhook_configs WHERE id = $1",
             "UPDATE notifications SET status = 'dropped', next_attempt_at = NULL \
              WHERE config_id = $1 AND status IN ('pending', 'retrying', 'held')",

@@ -29,6 +29,10 @@ pub struct NewEvent {
     pub deleted_id: Option<String>,
     /// The entity's new body (a JSON object's text), if given.
     pub data: Option<String>,
+    /// The entity's state becomes a tombstone (CDC shows it deleted): true for a
+    /// `Delete`, except where QuickBooks keeps the entity readable (a name-list entity
+    /// made inactive).
+    pub tombstone: bool,
 }
 
 /// One ingestion request: its events and optional idempotency key.
@@ -267,7 +271,7 @@ fn state_changes<'a>(requests: &[&'a IngestRequest]) -> Vec<StateChange<'a>> {
                 entity: event.entity,
                 entity_id: &event.entity_id,
                 last_updated: event.last_updated.millis(),
-                deleted: event.operation == Operation::Delete,
+                deleted: event.tombstone,
                 body: event.data.as_deref(),
             });
             if let (Operation::Merge, Some(loser)) = (event.operation, &event.deleted_id) {

@@ -61,9 +61,10 @@ impl Store {
         Ok(rows.into_iter().map(realm).collect::<Result<_, _>>()?)
     }
 
-    /// Deletes a realm with its connections, tokens, entities, events, idempotency keys
-    /// and windows (the foreign keys cascade); its undelivered notifications become
-    /// `dropped`. Answers whether it existed.
+    /// Deletes a realm with its connections, tokens, idempotency keys and windows (the
+    /// foreign keys cascade) and its entities, events and windows' events (explicitly:
+    /// those tables have no keys, see migration 0009); its undelivered notifications
+    /// become `dropped`. Answers whether it existed.
     pub async fn delete_realm(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.writer().begin().await?;
         let deleted = sqlx::query("DELETE FROM realms WHERE id = $1")
@@ -71,13 +72,15 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query(
+        for sql in [
+            "DELETE FROM entity_states WHERE realm_id = $1",
+            "DELETE FROM change_events WHERE realm_id = $1",
+            "DELETE FROM window_events WHERE realm_id = $1",
             "UPDATE notifications SET status = 'dropped', next_attempt_at = NULL \
              WHERE realm_id = $1 AND status IN ('pending', 'retrying', 'held')",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(deleted == 1)
     }

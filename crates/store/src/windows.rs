@@ -74,7 +74,7 @@ pub struct ClosingWindow<'a> {
 pub(crate) fn event_row(row: &sqlx::any::AnyRow) -> Result<(i64, ChangeEvent), sqlx::Error> {
     let name: String = row.try_get("entity")?;
     let op: String = row.try_get("operation")?;
-    let spec = entity::find(&name).ok_or_else(|| decode_error("change_events.entity", &name))?;
+    let spec = entity::find_stored(&name).ok_or_else(|| decode_error("change_events.entity", &name))?;
     Ok((
         row.try_get("seq")?,
         ChangeEvent {

@@ -47,7 +47,7 @@ pub async fn create(
             "realm_id": input.realm_id,
             "access_token": grant.access_token,
             "refresh_token": grant.refresh_token,
-            "expires_in": oauth::ACCESS_TOKEN_SECONDS,
+            "expires_in": grant.expires_in,
         })),
     ))
 }

@@ -62,6 +62,7 @@ fn validate(index: usize, value: Value, now: Timestamp) -> Result<NewEvent, ApiE
         Some(_) => return Err(at("data must be a JSON object (the entity's new body)".into())),
     };
     Ok(NewEvent {
+        tombstone: operation == Operation::Delete,
         entity: spec.name,
         entity_id: input.id,
         operation,

@@ -44,12 +44,13 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth2/v1/tokens/revoke", post(oauth::revoke))
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/.well-known/openid_sandbox_configuration", get(oauth::discovery))
+        .route(
+            "/.well-known/openid_sandbox_configuration/",
+            get(oauth::discovery),
+        )
         .route("/.well-known/openid_configuration", get(oauth::discovery))
-        .route("/v3/company/{realm}/cdc", get(v3::cdc::cdc))
-        .route("/v3/company/{realm}/query", get(v3::entities::query))
-        .route("/v3/company/{realm}/{entity}", post(v3::entities::write))
-        .route("/v3/company/{realm}/{entity}/{id}", get(v3::entities::read))
-        .route("/v3/company/{realm}/{entity}/{id}/send", post(v3::entities::send))
+        .route("/.well-known/openid_configuration/", get(oauth::discovery))
+        .nest("/v3", v3::router())
         .route("/api/v1/apps", post(apps::create).get(apps::list))
         .route("/api/v1/apps/{app}", get(apps::get).delete(apps::delete))
         .route(

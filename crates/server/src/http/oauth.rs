@@ -5,7 +5,7 @@
 
 use super::ApiError;
 use crate::auth::{constant_time_eq, hash_token};
-use crate::oauth::{self, Grant, OAuthError, ACCESS_TOKEN_SECONDS, REFRESH_TOKEN_SECONDS};
+use crate::oauth::{self, Grant, OAuthError, REFRESH_TOKEN_SECONDS};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -63,7 +63,7 @@ fn token_response(grant: &Grant) -> Value {
     json!({
         "token_type": "bearer",
         "access_token": grant.access_token,
-        "expires_in": ACCESS_TOKEN_SECONDS,
+        "expires_in": grant.expires_in,
         "refresh_token": grant.refresh_token,
         "x_refresh_token_expires_in": REFRESH_TOKEN_SECONDS,
     })
@@ -245,8 +245,9 @@ pub async fn authorize(State(state): State<AppState>, body: Bytes) -> Result<Red
     Ok(Redirect::to(target.as_str()))
 }
 
-/// `GET /.well-known/openid-configuration`: the discovery document Intuit's OAuth
-/// clients read, pointing at this server.
+/// `GET /.well-known/openid-configuration` (and Intuit's own paths, with and without the
+/// trailing slash): the discovery document Intuit's OAuth clients read, with every key of
+/// Intuit's, pointing at this server.
 pub async fn discovery(headers: HeaderMap) -> Json<Value> {
     let host = headers
         .get(HOST)
@@ -257,10 +258,15 @@ pub async fn discovery(headers: HeaderMap) -> Json<Value> {
         "issuer": base,
         "authorization_endpoint": format!("{base}/connect/oauth2"),
         "token_endpoint": format!("{base}/oauth2/v1/tokens/bearer"),
+        "userinfo_endpoint": format!("{base}/v1/openid_connect/userinfo"),
         "revocation_endpoint": format!("{base}/oauth2/v1/tokens/revoke"),
+        "jwks_uri": format!("{base}/op/v1/jwks"),
         "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic"],
-        "scopes_supported": ["com.intuit.quickbooks.accounting"],
+        "scopes_supported": ["openid", "email", "profile", "address", "phone", "com.intuit.quickbooks.accounting"],
+        "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
     }))
 }

@@ -99,6 +99,7 @@ async fn ingestion_failure(kind: Kind) {
             last_updated: Timestamp::now(),
             deleted_id: None,
             data: None,
+            tombstone: false,
         }],
         idempotency: None,
         precondition: None,

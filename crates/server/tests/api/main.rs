@@ -5,10 +5,12 @@
 
 mod aggregation;
 mod cdc;
+mod clients;
 mod delivery;
 mod failures;
 mod ingestion;
 mod management;
 mod oauth;
+mod quickbooks;
 mod support;
 mod v3;

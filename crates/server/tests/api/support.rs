@@ -304,6 +304,37 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// A server that may deliver over plain HTTP to loopback, with a zero sandbox window:
+    /// what tests of the QuickBooks-compatible API and its clients use.
+    pub async fn start_loopback(kind: Kind) -> Option<TestServer> {
+        Self::start_with(kind, |c| {
+            c.allow_http = true;
+            c.allow_private_networks = true;
+            c.sandbox_batch_window = Duration::ZERO;
+        })
+        .await
+    }
+
+    /// A `/v3/company/{realm}/{path}` request with the company's access token; answers
+    /// the status and the JSON body.
+    pub async fn v3(
+        &self,
+        company: &Company,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (status, answer) = self
+            .call(
+                method,
+                &format!("/v3/company/{}/{path}", company.realm_id),
+                Some(&company.access_token),
+                body.as_ref(),
+            )
+            .await;
+        (status.as_u16(), answer)
+    }
+
     /// Renames `table` from a connection of the test's own, so that every statement of
     /// the server that uses it fails from now on (a database failure on demand).
     pub async fn break_table(&self, table: &str) {

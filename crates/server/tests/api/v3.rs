@@ -1,41 +1,17 @@
 //! The QuickBooks-compatible entity API: writes make change events, `SyncToken` guards
 //! updates, reads and queries answer QuickBooks' shapes.
 
-use crate::support::{legacy_events, Company, TestServer};
+use crate::support::{legacy_events, TestServer};
 use ledgerhook_testkit::on_both_backends;
 use ledgerhook_testkit::Kind;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 on_both_backends!(entities_are_written_read_and_queried_like_quickbooks);
 
-async fn v3(
-    server: &TestServer,
-    company: &Company,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let (status, answer) = server
-        .call(
-            method,
-            &format!("/v3/company/{}/{path}", company.realm_id),
-            Some(&company.access_token),
-            body.as_ref(),
-        )
-        .await;
-    (status.as_u16(), answer)
-}
-
 async fn entities_are_written_read_and_queried_like_quickbooks(kind: Kind) {
-    let Some(server) = TestServer::start_with(kind, |c| {
-        c.allow_http = true;
-        c.allow_private_networks = true;
-        c.sandbox_batch_window = Duration::ZERO;
-    })
-    .await
-    else {
+    let Some(server) = TestServer::start_loopback(kind).await else {
         return;
     };
     let company = server.company("sandbox").await;
@@ -47,14 +23,14 @@ async fn entities_are_written_read_and_queried_like_quickbooks(kind: Kind) {
         )
         .await;
 
-    let (status, created) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "customer?minorversion=75",
-        Some(json!({"DisplayName": "Amy"})),
-    )
-    .await;
+    let (status, created) = server
+        .v3(
+            &company,
+            Method::POST,
+            "customer?minorversion=75",
+            Some(json!({"DisplayName": "Amy"})),
+        )
+        .await;
     assert_eq!(status, 200, "{created}");
     let amy = &created["Customer"];
     assert_eq!(
@@ -66,46 +42,46 @@ async fn entities_are_written_read_and_queried_like_quickbooks(kind: Kind) {
         (Some("1"), Some("0"), Some("Amy"))
     );
     assert!(amy["MetaData"]["CreateTime"].is_string() && created["time"].is_string());
-    let (_, second) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "customer",
-        Some(json!({"DisplayName": "Bob"})),
-    )
-    .await;
+    let (_, second) = server
+        .v3(
+            &company,
+            Method::POST,
+            "customer",
+            Some(json!({"DisplayName": "Bob"})),
+        )
+        .await;
     assert_eq!(second["Customer"]["Id"], "2");
-    let (status, read) = v3(&server, &company, Method::GET, "customer/1", None).await;
+    let (status, read) = server.v3(&company, Method::GET, "customer/1", None).await;
     assert_eq!((status, &read["Customer"]["DisplayName"]), (200, &json!("Amy")));
 
     // Full update, then a stale one, then a sparse one.
-    let (status, updated) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "customer",
-        Some(json!({"Id": "1", "SyncToken": "0", "DisplayName": "Amy B"})),
-    )
-    .await;
+    let (status, updated) = server
+        .v3(
+            &company,
+            Method::POST,
+            "customer",
+            Some(json!({"Id": "1", "SyncToken": "0", "DisplayName": "Amy B"})),
+        )
+        .await;
     assert_eq!((status, &updated["Customer"]["SyncToken"]), (200, &json!("1")));
-    let (status, stale) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "customer",
-        Some(json!({"Id": "1", "SyncToken": "0", "DisplayName": "Lost"})),
-    )
-    .await;
+    let (status, stale) = server
+        .v3(
+            &company,
+            Method::POST,
+            "customer",
+            Some(json!({"Id": "1", "SyncToken": "0", "DisplayName": "Lost"})),
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(stale["Fault"]["Error"][0]["code"], "5010");
-    let (_, sparse) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "customer",
-        Some(json!({"Id": "1", "SyncToken": "1", "sparse": true, "Notes": "vip"})),
-    )
-    .await;
+    let (_, sparse) = server
+        .v3(
+            &company,
+            Method::POST,
+            "customer",
+            Some(json!({"Id": "1", "SyncToken": "1", "sparse": true, "Notes": "vip"})),
+        )
+        .await;
     assert_eq!(sparse["Customer"]["DisplayName"], "Amy B");
     assert_eq!(sparse["Customer"]["Notes"], "vip");
 
@@ -116,94 +92,98 @@ async fn entities_are_written_read_and_queried_like_quickbooks(kind: Kind) {
             url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>()
         )
     };
-    let (_, all) = v3(&server, &company, Method::GET, &q("select * from Customer"), None).await;
+    let (_, all) = server
+        .v3(&company, Method::GET, &q("select * from Customer"), None)
+        .await;
     assert_eq!(all["QueryResponse"]["Customer"].as_array().unwrap().len(), 2);
-    let (_, one) = v3(
-        &server,
-        &company,
-        Method::GET,
-        &q("select * from Customer where Id = '2'"),
-        None,
-    )
-    .await;
+    let (_, one) = server
+        .v3(
+            &company,
+            Method::GET,
+            &q("select * from Customer where Id = '2'"),
+            None,
+        )
+        .await;
     assert_eq!(one["QueryResponse"]["Customer"][0]["DisplayName"], "Bob");
-    let (_, named) = v3(
-        &server,
-        &company,
-        Method::GET,
-        &q("SELECT * FROM Customer WHERE DisplayName = 'Amy B'"),
-        None,
-    )
-    .await;
+    let (_, named) = server
+        .v3(
+            &company,
+            Method::GET,
+            &q("SELECT * FROM Customer WHERE DisplayName = 'Amy B'"),
+            None,
+        )
+        .await;
     assert_eq!(named["QueryResponse"]["Customer"][0]["Id"], "1");
-    let (_, page) = v3(
-        &server,
-        &company,
-        Method::GET,
-        &q("select * from Customer startposition 2 maxresults 1"),
-        None,
-    )
-    .await;
+    let (_, page) = server
+        .v3(
+            &company,
+            Method::GET,
+            &q("select * from Customer startposition 2 maxresults 1"),
+            None,
+        )
+        .await;
     assert_eq!(page["QueryResponse"]["Customer"][0]["Id"], "2");
     assert_eq!(page["QueryResponse"]["startPosition"], 2);
-    let (_, count) = v3(
-        &server,
-        &company,
-        Method::GET,
-        &q("select count(*) from Customer"),
-        None,
-    )
-    .await;
+    let (_, count) = server
+        .v3(&company, Method::GET, &q("select count(*) from Customer"), None)
+        .await;
     assert_eq!(count["QueryResponse"]["totalCount"], 2);
-    let (_, none) = v3(&server, &company, Method::GET, &q("select * from Invoice"), None).await;
+    let (_, none) = server
+        .v3(&company, Method::GET, &q("select * from Invoice"), None)
+        .await;
     assert_eq!(none["QueryResponse"], json!({}));
 
     // Invoice: create, void, send; customer 2 deleted; customer 1 made inactive.
-    let (_, invoice) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "invoice",
-        Some(json!({"TotalAmt": 10})),
-    )
-    .await;
-    let (status, voided) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "invoice?operation=void",
-        Some(json!({"Id": invoice["Invoice"]["Id"], "SyncToken": "0"})),
-    )
-    .await;
+    let (_, invoice) = server
+        .v3(&company, Method::POST, "invoice", Some(json!({"TotalAmt": 10})))
+        .await;
+    let (status, voided) = server
+        .v3(
+            &company,
+            Method::POST,
+            "invoice?operation=void",
+            Some(json!({"Id": invoice["Invoice"]["Id"], "SyncToken": "0"})),
+        )
+        .await;
     assert_eq!(status, 200, "{voided}");
-    let (status, _) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "invoice/1/send?sendTo=a@example.com",
-        None,
-    )
-    .await;
+    let (status, _) = server
+        .v3(
+            &company,
+            Method::POST,
+            "invoice/1/send?sendTo=a@example.com",
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, deleted) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "customer?operation=delete",
-        Some(json!({"Id": "2", "SyncToken": "0"})),
-    )
-    .await;
+    let (status, deleted) = server
+        .v3(
+            &company,
+            Method::POST,
+            "customer?operation=delete",
+            Some(json!({"Id": "2", "SyncToken": "0"})),
+        )
+        .await;
     assert_eq!((status, &deleted["Customer"]["status"]), (200, &json!("Deleted")));
-    let (status, gone) = v3(&server, &company, Method::GET, "customer/2", None).await;
+    // A name-list entity is never removed: deleted, it is inactive and still readable.
+    let (status, inactive) = server.v3(&company, Method::GET, "customer/2", None).await;
+    assert_eq!((status, &inactive["Customer"]["Active"]), (200, &json!(false)));
+    let (_, active_only) = server
+        .v3(&company, Method::GET, &q("select * from Customer"), None)
+        .await;
+    assert_eq!(
+        active_only["QueryResponse"]["Customer"].as_array().unwrap().len(),
+        1
+    );
+    let (status, gone) = server.v3(&company, Method::GET, "invoice/99", None).await;
     assert_eq!((status, &gone["Fault"]["Error"][0]["code"]), (400, &json!("610")));
-    v3(
-        &server,
-        &company,
-        Method::POST,
-        "customer",
-        Some(json!({"Id": "1", "SyncToken": "2", "sparse": true, "Active": false})),
-    )
-    .await;
+    server
+        .v3(
+            &company,
+            Method::POST,
+            "customer",
+            Some(json!({"Id": "1", "SyncToken": "2", "sparse": true, "Active": false})),
+        )
+        .await;
 
     let made = server
         .wait_for_notifications(&company.app_id, 9, Duration::from_secs(5))
@@ -227,28 +207,23 @@ async fn entities_are_written_read_and_queried_like_quickbooks(kind: Kind) {
     assert_eq!(ops, expected);
 
     // Refusals.
-    let (status, fault) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "preferences",
-        Some(json!({"x": 1})),
-    )
-    .await;
+    let (status, fault) = server
+        .v3(&company, Method::POST, "preferences", Some(json!({"x": 1})))
+        .await;
     assert_eq!(
         (status, &fault["Fault"]["type"]),
         (400, &json!("ValidationFault"))
     );
-    let (status, _) = v3(&server, &company, Method::POST, "widget", Some(json!({}))).await;
+    let (status, _) = server.v3(&company, Method::POST, "widget", Some(json!({}))).await;
     assert_eq!(status, 400);
-    let (status, _) = v3(
-        &server,
-        &company,
-        Method::POST,
-        "customer?operation=void",
-        Some(json!({"Id": "1", "SyncToken": "3"})),
-    )
-    .await;
+    let (status, _) = server
+        .v3(
+            &company,
+            Method::POST,
+            "customer?operation=void",
+            Some(json!({"Id": "1", "SyncToken": "3"})),
+        )
+        .await;
     assert_eq!(status, 400);
     let other = server.company("sandbox").await;
     let (status, _) = server

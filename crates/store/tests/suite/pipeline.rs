@@ -111,6 +111,7 @@ impl Fixture {
                 last_updated: now,
                 deleted_id: None,
                 data: None,
+                tombstone: false,
             })
             .collect();
         let request = IngestRequest {

@@ -28,6 +28,15 @@ impl FromRequestParts<AppState> for RealmAccess {
                 "a valid OAuth 2.0 access token is required",
             ));
         };
+        if let Err(wait) = state
+            .v3_throttle
+            .check(&app_id, &realm_id, std::time::Instant::now())
+        {
+            return Err(Fault::throttled(format!(
+                "Request rate limit exceeded (v3-rate-limit); try again in {} ms",
+                wait.as_millis()
+            )));
+        }
         let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|e| Fault::validation(e.to_string()))?;

@@ -51,6 +51,66 @@ impl Fault {
         }
     }
 
+    /// `400 ValidationFault` code 2020: a required parameter is missing.
+    pub fn required(detail: impl Into<String>) -> Fault {
+        Fault {
+            status: StatusCode::BAD_REQUEST,
+            kind: "ValidationFault",
+            code: "2020",
+            message: "Required param missing, need to supply the required value for the API",
+            detail: detail.into(),
+        }
+    }
+
+    /// `400 ValidationFault` code 4000: the query does not parse or uses what is not
+    /// supported.
+    pub fn query(detail: impl Into<String>) -> Fault {
+        Fault {
+            status: StatusCode::BAD_REQUEST,
+            kind: "ValidationFault",
+            code: "4000",
+            message: "Error parsing query",
+            detail: detail.into(),
+        }
+    }
+
+    /// Code 500 `Unsupported Operation`: no such route or method under `/v3` (with the
+    /// HTTP status given: `404` or `405`).
+    pub fn unsupported(status: StatusCode, detail: impl Into<String>) -> Fault {
+        Fault {
+            status,
+            kind: "ValidationFault",
+            code: "500",
+            message: "Unsupported Operation",
+            detail: detail.into(),
+        }
+    }
+
+    /// `429 ThrottlingFault` code 003001: over `v3-rate-limit`.
+    pub fn throttled(detail: impl Into<String>) -> Fault {
+        Fault {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "ThrottlingFault",
+            code: "003001",
+            message: "ThrottleExceeded",
+            detail: detail.into(),
+        }
+    }
+
+    /// The HTTP status of this fault.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The fault as the `Fault` object of QuickBooks' error shape (also what a failed
+    /// batch item carries).
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "Error": [{"Message": self.message, "Detail": self.detail, "code": self.code, "element": ""}],
+            "type": self.kind,
+        })
+    }
+
     /// `401 AuthenticationFault`: missing, expired or wrong token.
     pub fn authentication(detail: impl Into<String>) -> Fault {
         Fault {
@@ -100,13 +160,7 @@ impl From<ledgerhook_store::StoreError> for Fault {
 
 impl IntoResponse for Fault {
     fn into_response(self) -> Response {
-        let body = json!({
-            "Fault": {
-                "Error": [{"Message": self.message, "Detail": self.detail, "code": self.code, "element": ""}],
-                "type": self.kind,
-            },
-            "time": Timestamp::now().to_rfc3339(),
-        });
+        let body = json!({"Fault": self.to_json(), "time": Timestamp::now().to_rfc3339()});
         (self.status, Json(body)).into_response()
     }
 }
