@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod http;
 pub mod ingest;
 pub mod oauth;
+pub mod oidc;
 pub mod pipeline;
 mod server;
 pub mod state;

@@ -24,15 +24,24 @@ pub struct Grant {
     pub refresh_token: String,
     /// Seconds the access token lives (`token-lifetime`).
     pub expires_in: i64,
+    /// The scopes granted (space-separated), kept across refreshes.
+    pub scope: Option<String>,
 }
 
 impl Grant {
-    fn issue(state: &AppState, now: Timestamp) -> (Grant, Vec<NewToken>) {
+    /// Whether the grant includes OpenID Connect (`openid`): the token answer then
+    /// carries an `id_token` and the access token reads `userinfo`.
+    pub fn openid(&self) -> bool {
+        has_openid(self.scope.as_deref())
+    }
+
+    fn issue(state: &AppState, now: Timestamp, scope: Option<String>) -> (Grant, Vec<NewToken>) {
         let lifetime_ms = i64::try_from(state.config.token_lifetime.as_millis()).unwrap_or(i64::MAX);
         let grant = Grant {
             access_token: new_secret("lha_"),
             refresh_token: new_secret("lhr_"),
             expires_in: (lifetime_ms / 1000).max(1),
+            scope,
         };
         let rows = vec![
             NewToken {
@@ -40,12 +49,14 @@ impl Grant {
                 kind: TokenKind::Access,
                 expires_at: Timestamp(now.millis().saturating_add(lifetime_ms)),
                 redirect_uri: None,
+                scope: grant.scope.clone(),
             },
             NewToken {
                 hash: hash_token(&grant.refresh_token),
                 kind: TokenKind::Refresh,
                 expires_at: Timestamp(now.millis() + REFRESH_TOKEN_SECONDS * 1000),
                 redirect_uri: None,
+                scope: grant.scope.clone(),
             },
         ];
         (grant, rows)
@@ -70,23 +81,38 @@ pub enum OAuthError {
     /// The database failed; nothing was issued or consumed by this request.
     #[error("the token store failed")]
     Store(#[from] StoreError),
+    /// The `id_token` of an `openid` grant could not be signed.
+    #[error("the id_token could not be made")]
+    Signing(#[from] crate::oidc::OidcError),
 }
 
-/// Connects `app_id` to `realm_id` (if not already) and issues a new pair of tokens.
-pub async fn connect(state: &AppState, app_id: &str, realm_id: &str) -> Result<Grant, StoreError> {
+/// Whether a space-separated scope list includes `openid`.
+pub fn has_openid(scope: Option<&str>) -> bool {
+    scope.is_some_and(|s| s.split_whitespace().any(|s| s == "openid"))
+}
+
+/// Connects `app_id` to `realm_id` (if not already) and issues a new pair of tokens for
+/// `scope`.
+pub async fn connect(
+    state: &AppState,
+    app_id: &str,
+    realm_id: &str,
+    scope: Option<String>,
+) -> Result<Grant, StoreError> {
     let now = Timestamp::now();
-    let (grant, rows) = Grant::issue(state, now);
+    let (grant, rows) = Grant::issue(state, now, scope);
     state.store.connect(app_id, realm_id, &rows, now).await?;
     Ok(grant)
 }
 
 /// Issues a one-time authorization code for `app_id` on `realm_id`, bound to
-/// `redirect_uri`.
+/// `redirect_uri`, for `scope`.
 pub async fn new_code(
     state: &AppState,
     app_id: &str,
     realm_id: &str,
     redirect_uri: &str,
+    scope: Option<&str>,
 ) -> Result<String, StoreError> {
     let now = Timestamp::now();
     let code = new_secret("lhc_");
@@ -95,6 +121,7 @@ pub async fn new_code(
         kind: TokenKind::Code,
         expires_at: Timestamp(now.millis() + CODE_SECONDS * 1000),
         redirect_uri: Some(redirect_uri.to_owned()),
+        scope: scope.map(str::to_owned),
     };
     state.store.add_tokens(app_id, realm_id, &[row], now).await?;
     Ok(code)
@@ -125,7 +152,7 @@ pub async fn exchange_code(
             "redirect_uri does not match the authorization request",
         ));
     }
-    let grant = connect(state, app_id, &stored.realm_id).await?;
+    let grant = connect(state, app_id, &stored.realm_id, stored.scope).await?;
     Ok((grant, stored.realm_id))
 }
 
@@ -148,7 +175,7 @@ pub async fn refresh(state: &AppState, app_id: &str, refresh_token: &str) -> Res
         return Err(OAuthError::InvalidGrant("refresh token already used"));
     }
     let now = Timestamp::now();
-    let (grant, rows) = Grant::issue(state, now);
+    let (grant, rows) = Grant::issue(state, now, stored.scope);
     state
         .store
         .add_tokens(app_id, &stored.realm_id, &rows, now)

@@ -44,6 +44,8 @@ pub struct AppState {
     pub background: BackgroundStatus,
     /// `v3-rate-limit`, per (app, realm).
     pub v3_throttle: Arc<Throttle>,
+    /// The OpenID Connect signing key, read (or made) on first use.
+    pub oidc_key: Arc<tokio::sync::OnceCell<Arc<crate::oidc::SigningKey>>>,
 }
 
 /// The status of each background worker of the server.
@@ -121,6 +123,7 @@ impl AppState {
             pipeline,
             background: BackgroundStatus::default(),
             v3_throttle,
+            oidc_key: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 }

@@ -25,8 +25,8 @@ async fn insert_tokens(
 ) -> Result<(), sqlx::Error> {
     for token in tokens {
         sqlx::query(
-            "INSERT INTO oauth_tokens (token_hash, kind, app_id, realm_id, redirect_uri, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO oauth_tokens (token_hash, kind, app_id, realm_id, redirect_uri, expires_at, created_at, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&token.hash)
         .bind(token.kind.as_str())
@@ -35,6 +35,7 @@ async fn insert_tokens(
         .bind(token.redirect_uri.as_deref())
         .bind(token.expires_at.millis())
         .bind(now.millis())
+        .bind(token.scope.as_deref())
         .execute(&mut **tx)
         .await?;
     }
@@ -146,7 +147,7 @@ impl Store {
     /// caller decides).
     pub async fn oauth_token(&self, hash: &str) -> Result<Option<OAuthToken>, StoreError> {
         let row = sqlx::query(
-            "SELECT kind, app_id, realm_id, redirect_uri, expires_at FROM oauth_tokens WHERE token_hash = $1",
+            "SELECT kind, app_id, realm_id, redirect_uri, scope, expires_at FROM oauth_tokens WHERE token_hash = $1",
         )
         .bind(hash)
         .fetch_optional(self.reader())
@@ -157,6 +158,7 @@ impl Store {
             app_id: row.try_get("app_id")?,
             realm_id: row.try_get("realm_id")?,
             redirect_uri: row.try_get("redirect_uri")?,
+            scope: row.try_get("scope")?,
             expires_at: Timestamp(row.try_get("expires_at")?),
         }))
     }

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, Sql)] = &[
             postgres: include_str!("migrations/0009_foreign_keys.postgres.sql"),
         },
     ),
+    (10, Sql::Both(include_str!("migrations/0010_token_scope.sql"))),
 ];
 
 /// Arbitrary but fixed key of the PostgreSQL advisory lock taken while migrating.

@@ -171,6 +171,8 @@ pub struct OAuthToken {
     pub realm_id: String,
     /// For codes: the redirect URI they were issued for.
     pub redirect_uri: Option<String>,
+    /// The scopes granted (space-separated), if recorded.
+    pub scope: Option<String>,
     /// When it stops being valid.
     pub expires_at: Timestamp,
 }
@@ -186,6 +188,8 @@ pub struct NewToken {
     pub expires_at: Timestamp,
     /// For codes: the redirect URI.
     pub redirect_uri: Option<String>,
+    /// The scopes granted (space-separated), if any were asked for.
+    pub scope: Option<String>,
 }
 
 pub(crate) fn token_kind(text: &str) -> Result<TokenKind, sqlx::Error> {

@@ -40,7 +40,7 @@ pub async fn create(
     if state.store.realm(&input.realm_id).await?.is_none() {
         return Err(ApiError::not_found(format!("realm {} not found", input.realm_id)));
     }
-    let grant = oauth::connect(&state, &app_id, &input.realm_id).await?;
+    let grant = oauth::connect(&state, &app_id, &input.realm_id, None).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

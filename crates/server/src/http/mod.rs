@@ -10,6 +10,7 @@ mod events;
 mod health;
 mod notifications;
 mod oauth;
+mod openid;
 pub(crate) mod principal;
 mod realms;
 pub mod v3;
@@ -43,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth2/v1/tokens/bearer", post(oauth::token))
         .route("/oauth2/v1/tokens/revoke", post(oauth::revoke))
         .route("/.well-known/openid-configuration", get(oauth::discovery))
+        .route("/v1/openid_connect/userinfo", get(openid::userinfo))
+        .route("/op/v1/jwks", get(openid::jwks))
         .route("/.well-known/openid_sandbox_configuration", get(oauth::discovery))
         .route(
             "/.well-known/openid_sandbox_configuration/",

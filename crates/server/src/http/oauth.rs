@@ -6,6 +6,7 @@
 use super::ApiError;
 use crate::auth::{constant_time_eq, hash_token};
 use crate::oauth::{self, Grant, OAuthError, REFRESH_TOKEN_SECONDS};
+use crate::oidc::{self, SigningKey};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -15,6 +16,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use ledgerhook_domain::Timestamp;
 use ledgerhook_store::model::App;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -42,7 +44,9 @@ impl IntoResponse for TokenError {
             OAuthError::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
             OAuthError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             OAuthError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
-            OAuthError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+            OAuthError::Store(_) | OAuthError::Signing(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+            }
         };
         let description = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %super::error::Chain(&self.0), "token request failed");
@@ -119,9 +123,22 @@ pub async fn token(
         "authorization_code" => {
             let code = required(&params, "code")?;
             let redirect_uri = required(&params, "redirect_uri")?;
-            let (grant, _) = oauth::exchange_code(&state, &app.id, code, redirect_uri).await?;
+            let (grant, realm_id) = oauth::exchange_code(&state, &app.id, code, redirect_uri).await?;
             state.wake_dispatcher.notify_one();
-            Ok(Json(token_response(&grant)))
+            let mut answer = token_response(&grant);
+            if grant.openid() {
+                let key = SigningKey::get(&state).await.map_err(OAuthError::from)?;
+                let id_token = oidc::id_token(
+                    &key,
+                    &base_url(&headers),
+                    &app.client_id,
+                    &realm_id,
+                    Timestamp::now(),
+                )
+                .map_err(OAuthError::from)?;
+                answer["id_token"] = id_token.into();
+            }
+            Ok(Json(answer))
         }
         "refresh_token" => {
             let refresh_token = required(&params, "refresh_token")?;
@@ -190,11 +207,12 @@ pub async fn authorize_page(
     Ok(Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Connect {name}</title></head><body>\
          <h1>Connect {name}</h1><p>{name} asks for access to a company's accounting data.</p>\
-         <form method=\"post\" action=\"/connect/oauth2\">{client}{redirect}{state}\
+         <form method=\"post\" action=\"/connect/oauth2\">{client}{redirect}{state}{scope}\
          <label>Company <select name=\"realm_id\">{options}</select></label> <button>Connect</button></form></body></html>",
         name = esc(&app.name),
         client = hidden("client_id"),
         state = hidden("state"),
+        scope = hidden("scope"),
     )))
 }
 
@@ -232,7 +250,8 @@ pub async fn authorize(State(state): State<AppState>, body: Bytes) -> Result<Red
     if state.store.realm(realm_id).await?.is_none() {
         return Err(ApiError::not_found(format!("realm {realm_id} not found")));
     }
-    let code = oauth::new_code(&state, &app.id, realm_id, &redirect_uri).await?;
+    let scope = params.get("scope").map(String::as_str).filter(|s| !s.is_empty());
+    let code = oauth::new_code(&state, &app.id, realm_id, &redirect_uri, scope).await?;
     let mut target =
         url::Url::parse(&redirect_uri).map_err(|_| ApiError::invalid("redirect_uri is not a URL"))?;
     {
@@ -245,15 +264,21 @@ pub async fn authorize(State(state): State<AppState>, body: Bytes) -> Result<Red
     Ok(Redirect::to(target.as_str()))
 }
 
-/// `GET /.well-known/openid-configuration` (and Intuit's own paths, with and without the
-/// trailing slash): the discovery document Intuit's OAuth clients read, with every key of
-/// Intuit's, pointing at this server.
-pub async fn discovery(headers: HeaderMap) -> Json<Value> {
+/// This server's address as the client reached it (the `issuer` and every endpoint of
+/// the discovery document).
+pub fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1:8080");
-    let base = format!("http://{host}");
+    format!("http://{host}")
+}
+
+/// `GET /.well-known/openid-configuration` (and Intuit's own paths, with and without the
+/// trailing slash): the discovery document Intuit's OAuth clients read, with every key of
+/// Intuit's, pointing at this server.
+pub async fn discovery(headers: HeaderMap) -> Json<Value> {
+    let base = base_url(&headers);
     Json(json!({
         "issuer": base,
         "authorization_endpoint": format!("{base}/connect/oauth2"),

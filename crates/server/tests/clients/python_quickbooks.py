@@ -102,6 +102,23 @@ auth.get_bearer_token(redirect["code"][0], realm_id=REALM)
 check("code exchanged for tokens", auth.access_token and auth.refresh_token and auth.expires_in == 3600)
 raises("a code works once", AuthClientError, lambda: auth.get_bearer_token(redirect["code"][0], realm_id=REALM))
 
+# OpenID Connect: the library validates the id_token itself (issuer, audience, expiry,
+# RS256 signature against jwks_uri) and keeps it only if it is valid.
+oidc = AuthClient(CLIENT_ID, CLIENT_SECRET, REDIRECT, f"{BASE}/.well-known/openid_configuration")
+oidc_url = oidc.get_authorization_url([Scopes.OPENID, Scopes.EMAIL, Scopes.ACCOUNTING], state_token="state-2")
+scope = parse_qs(urlparse(oidc_url).query)["scope"][0]
+check("consent page carries the scope", f'value="{scope}"' in requests.get(oidc_url).text)
+consent = requests.post(
+    f"{BASE}/connect/oauth2",
+    data={"client_id": CLIENT_ID, "redirect_uri": REDIRECT, "state": "state-2", "realm_id": REALM, "scope": scope},
+    allow_redirects=False,
+)
+oidc.get_bearer_token(parse_qs(urlparse(consent.headers["location"]).query)["code"][0], realm_id=REALM)
+check("id_token valid by the library", oidc.id_token is not None)
+info = oidc.get_user_info().json()
+check("userinfo", info["realmid"] == REALM and info["sub"] and info["emailVerified"] is True, info)
+check("userinfo needs openid", requests.get(auth.user_info_url, headers={"Authorization": f"Bearer {auth.access_token}"}).status_code == 403)
+
 qb = QuickBooks(auth_client=auth, refresh_token=auth.refresh_token, company_id=REALM, minorversion=75)
 qb.api_url_v3 = qb.sandbox_api_url_v3 = f"{BASE}/v3"
 
