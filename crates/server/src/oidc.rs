@@ -112,15 +112,9 @@ struct Claims<'a> {
 /// user per sandbox company).
 pub fn subject(realm_id: &str) -> String {
     let digest = Sha256::digest(format!("ledgerhook-user:{realm_id}"));
-    let h = hex::encode(&digest[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    ledgerhook_delivery::signature::uuid_text(bytes)
 }
 
 /// An `id_token` for `client_id` on `realm_id`, from `issuer`, valid one hour.
