@@ -25,9 +25,21 @@ pub enum OidcError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The stored key could not be opened (a changed `secret-key`) or read.
-    #[error("the stored OpenID signing key cannot be read: {0}")]
-    Key(String),
+    /// The stored key could not be opened (a changed or missing `secret-key`).
+    #[error("the stored OpenID signing key cannot be opened")]
+    Sealed(#[source] ledgerhook_delivery::secrets::SecretError),
+    /// The stored key is not an RSA private key.
+    #[error("the stored OpenID signing key cannot be read")]
+    Pem(#[source] rsa::pkcs1::Error),
+    /// A new key could not be made.
+    #[error("making the OpenID signing key failed")]
+    Generate(#[source] rsa::Error),
+    /// The task making the key did not finish.
+    #[error("making the OpenID signing key stopped")]
+    Stopped(#[source] tokio::task::JoinError),
+    /// The key vanished from the database after it was stored.
+    #[error("the OpenID signing key is missing from meta")]
+    Missing,
     /// Making the key or the signature failed.
     #[error("signing the id_token failed")]
     Sign(#[from] jsonwebtoken::errors::Error),
@@ -52,7 +64,7 @@ fn base64url(bytes: &[u8]) -> String {
 
 impl SigningKey {
     fn from_pem(pem: &str) -> Result<SigningKey, OidcError> {
-        let private = RsaPrivateKey::from_pkcs1_pem(pem).map_err(|e| OidcError::Key(e.to_string()))?;
+        let private = RsaPrivateKey::from_pkcs1_pem(pem).map_err(OidcError::Pem)?;
         let n = private.n().to_bytes_be();
         Ok(SigningKey {
             encoding: EncodingKey::from_rsa_pem(pem.as_bytes())?,
@@ -62,37 +74,32 @@ impl SigningKey {
         })
     }
 
+    /// A new 2,048-bit key as PKCS#1 PEM (seconds of CPU: run off the async threads).
+    async fn generate() -> Result<String, OidcError> {
+        tokio::task::spawn_blocking(|| {
+            let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(OidcError::Generate)?;
+            Ok(key
+                .to_pkcs1_pem(LineEnding::LF)
+                .map_err(OidcError::Pem)?
+                .to_string())
+        })
+        .await
+        .map_err(OidcError::Stopped)?
+    }
+
     /// This server's key: the one in the database, made and stored first if there is
     /// none (the first node to store one wins; the others read it back).
     pub async fn get(state: &AppState) -> Result<Arc<SigningKey>, OidcError> {
-        state
-            .oidc_key
-            .get_or_try_init(|| async {
-                if state.store.meta(META_KEY).await?.is_none() {
-                    let pem = tokio::task::spawn_blocking(|| {
-                        let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
-                            .map_err(|e| OidcError::Key(e.to_string()))?;
-                        key.to_pkcs1_pem(LineEnding::LF)
-                            .map(|pem| pem.to_string())
-                            .map_err(|e| OidcError::Key(e.to_string()))
-                    })
-                    .await
-                    .map_err(|e| OidcError::Key(e.to_string()))??;
-                    state.store.init_meta(META_KEY, &state.secrets.seal(&pem)).await?;
-                }
-                let stored = state
-                    .store
-                    .meta(META_KEY)
-                    .await?
-                    .ok_or_else(|| OidcError::Key("missing".into()))?;
-                let pem = state
-                    .secrets
-                    .open(&stored)
-                    .map_err(|e| OidcError::Key(e.to_string()))?;
-                Ok(Arc::new(SigningKey::from_pem(&pem)?))
-            })
-            .await
-            .cloned()
+        let load = || async {
+            if state.store.meta(META_KEY).await?.is_none() {
+                let pem = SigningKey::generate().await?;
+                state.store.init_meta(META_KEY, &state.secrets.seal(&pem)).await?;
+            }
+            let stored = state.store.meta(META_KEY).await?.ok_or(OidcError::Missing)?;
+            let pem = state.secrets.open(&stored).map_err(OidcError::Sealed)?;
+            Ok(Arc::new(SigningKey::from_pem(&pem)?))
+        };
+        state.oidc_key.get_or_try_init(load).await.cloned()
     }
 }
 

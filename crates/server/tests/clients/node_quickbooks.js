@@ -86,8 +86,12 @@ async function main() {
   const responses = cdc.CDCResponse[0].QueryResponse;
   check('changeDataCapture', responses[0].Customer.length === 3 && responses[1].Invoice[0].status === 'Deleted', cdc);
 
-  const refreshed = await new Promise((resolve, reject) => qbo.refreshAccessToken((err, body) => (err ? reject(err) : resolve(body))));
-  check('refresh', refreshed.access_token && qbo.token === refreshed.access_token && qbo.refreshToken !== token.refresh_token, refreshed);
+  await oauth.refresh();
+  const refreshed = oauth.getToken();
+  check('refresh (intuit-oauth)', refreshed.access_token && refreshed.refresh_token !== token.refresh_token, refreshed);
+  qbo.token = refreshed.access_token;
+  await new Promise((resolve, reject) => qbo.refreshAccessToken((err, body) => (err ? reject(err) : resolve(body))));
+  check('refresh (node-quickbooks)', qbo.token !== refreshed.access_token && qbo.refreshToken !== refreshed.refresh_token);
   const again = await call('getCustomer', amy.Id);
   check('the refreshed token works', again.Id === amy.Id);
   await oauth.revoke({ refresh_token: qbo.refreshToken });
