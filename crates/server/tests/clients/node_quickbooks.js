@@ -43,7 +43,7 @@ async function main() {
     redirect: 'manual',
   });
   await oauth.createToken(consent.headers.get('location'));
-  const token = oauth.getToken();
+  const token = { ...oauth.getToken() };
   check('code exchanged for tokens', token.access_token && token.refresh_token && token.realmId === REALM, token);
 
   QuickBooks.V3_ENDPOINT_BASE_URL = `${BASE}/v3/company/`;
@@ -86,10 +86,12 @@ async function main() {
   const responses = cdc.CDCResponse[0].QueryResponse;
   check('changeDataCapture', responses[0].Customer.length === 3 && responses[1].Invoice[0].status === 'Deleted', cdc);
 
+  const before = { access: token.access_token, refresh: token.refresh_token };
   await oauth.refresh();
   const refreshed = oauth.getToken();
-  check('refresh (intuit-oauth)', refreshed.access_token && refreshed.refresh_token !== token.refresh_token, refreshed);
+  check('refresh (intuit-oauth)', refreshed.access_token !== before.access && refreshed.refresh_token !== before.refresh, refreshed);
   qbo.token = refreshed.access_token;
+  qbo.refreshToken = refreshed.refresh_token;
   await new Promise((resolve, reject) => qbo.refreshAccessToken((err, body) => (err ? reject(err) : resolve(body))));
   check('refresh (node-quickbooks)', qbo.token !== refreshed.access_token && qbo.refreshToken !== refreshed.refresh_token);
   const again = await call('getCustomer', amy.Id);
