@@ -49,14 +49,14 @@ fn main() -> ExitCode {
 }
 
 fn print_config(args: &ArgMatches) -> anyhow::Result<()> {
-    let layered = settings::Layered::from_matches(args)?;
+    let layered = settings::from_matches(args)?;
     settings::to_config(&layered)?;
     print!("{}", layered.describe());
     Ok(())
 }
 
 fn serve(args: &ArgMatches) -> anyhow::Result<()> {
-    let layered = settings::Layered::from_matches(args)?;
+    let layered = settings::from_matches(args)?;
     let config = settings::to_config(&layered)?;
     init_logging();
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;

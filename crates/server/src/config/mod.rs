@@ -1,8 +1,11 @@
 //! The validated server configuration.
 //!
-//! Raw settings (flags, environment, TOML file) are parsed by the `ledgerhook` binary;
-//! this is what it hands over: every value already checked, so nothing later can fail on
-//! "not validated".
+//! [`settings`] holds the table of settings and turns their merged text into a
+//! [`Config`]; the `ledgerhook` binary reads the layers (flags, environment, TOML file).
+//! What it hands over has every value already checked, so nothing later can fail on "not
+//! validated".
+
+pub mod settings;
 
 use ledgerhook_domain::rate::Rate;
 use ledgerhook_store::DatabaseUrl;
@@ -71,39 +74,10 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// The shipped defaults of SPEC §2.
+    /// The shipped defaults of SPEC §2: the settings table's defaults, validated (a test
+    /// holds them to the specification).
     fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            database_url: DatabaseUrl::Sqlite {
-                path: "ledgerhook.db".into(),
-                url: "sqlite://ledgerhook.db".to_owned(),
-            },
-            batch_window: Duration::from_secs(60),
-            sandbox_batch_window: Duration::from_secs(1),
-            batch_max_events: 1000,
-            delivery_timeout: Duration::from_secs(3),
-            retry_policy: RetryPolicy::Classic,
-            retry_schedule: vec![
-                Duration::from_secs(20 * 60),
-                Duration::from_secs(30 * 60),
-                Duration::from_secs(50 * 60),
-            ],
-            max_retry_age: Duration::from_secs(3 * 86_400),
-            inactive_after: Duration::from_secs(86_400),
-            max_in_flight_per_endpoint: 32,
-            retention: Duration::from_secs(30 * 86_400),
-            max_body_size: 5 * 1024 * 1024,
-            allow_http: false,
-            allow_private_networks: false,
-            ca_file: None,
-            secret_key: None,
-            sqlite_synchronous: SqliteSynchronous::Full,
-            time_scale: 1.0,
-            token_lifetime: Duration::from_secs(3600),
-            v3_rate_limit: None,
-            admin_token: None,
-        }
+        settings::to_config(&settings::Layered::defaults()).expect("the settings table's defaults are valid")
     }
 }
 
