@@ -55,6 +55,7 @@ pub async fn changes_since(
     since: Timestamp,
 ) -> Result<Vec<Change>, WorkerError> {
     let token = repair.tokens.get(realm_id).ok_or_else(|| WorkerError::Cdc {
+        source: None,
         realm_id: realm_id.to_owned(),
         message: "no access token for this realm".to_owned(),
     })?;
@@ -86,6 +87,12 @@ async fn cdc(
     let failed = |message: String| WorkerError::Cdc {
         realm_id: realm_id.to_owned(),
         message,
+        source: None,
+    };
+    let broken = |message: &str, err: reqwest::Error| WorkerError::Cdc {
+        realm_id: realm_id.to_owned(),
+        message: message.to_owned(),
+        source: Some(Box::new(err)),
     };
     let url = format!(
         "{}/v3/company/{realm_id}/cdc",
@@ -101,9 +108,12 @@ async fn cdc(
         ])
         .send()
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| broken("the request failed", e))?;
     let status = response.status();
-    let body: Value = response.json().await.map_err(|e| failed(e.to_string()))?;
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| broken("the answer is not JSON", e))?;
     if !status.is_success() {
         return Err(failed(format!("{status}: {body}")));
     }

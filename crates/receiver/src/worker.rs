@@ -81,6 +81,9 @@ pub enum WorkerError {
         realm_id: String,
         /// What went wrong.
         message: String,
+        /// The HTTP client's error, when there was one (its type stays private).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
