@@ -13,7 +13,7 @@
 use std::error::Error;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 /// The first wait after a failed step.
@@ -150,15 +150,11 @@ pub async fn run<W: Worker>(
     worker.stop().await;
 }
 
-/// The time left until `deadline`, zero if it has passed.
-pub fn until(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
 
     #[derive(Debug)]
     struct Outer(std::io::Error);

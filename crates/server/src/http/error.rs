@@ -55,7 +55,7 @@ impl ApiError {
 
     /// A `500 internal`: the cause and its sources are logged, the client sees a generic
     /// message.
-    pub fn internal(cause: &dyn std::error::Error) -> ApiError {
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> ApiError {
         tracing::error!(error = %Chain(cause), "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -93,18 +93,13 @@ impl From<ledgerhook_delivery::dispatcher::SendError> for ApiError {
     }
 }
 
-/// An error and every `source()` under it, joined by `: `, for one log line.
-pub struct Chain<'a>(pub &'a dyn std::error::Error);
+/// An error and every `source()` under it, joined by `: `, for one log line (the same
+/// form the background workers log).
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
+        f.write_str(&ledgerhook_background::error_chain(self.0))
     }
 }
 

@@ -125,12 +125,7 @@ async fn ingestion_failure(kind: Kind) {
 }
 
 async fn recording_failure(kind: Kind) {
-    let Some(server) = TestServer::start_with(kind, |c| {
-        c.sandbox_batch_window = Duration::ZERO;
-        c.allow_private_networks = true;
-    })
-    .await
-    else {
+    let Some(server) = TestServer::start_loopback(kind).await else {
         return;
     };
     let company = server.company("sandbox").await;

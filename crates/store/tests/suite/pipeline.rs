@@ -124,6 +124,14 @@ impl Fixture {
         fanned.notifications_made
     }
 
+    /// Claims one candidate for `owner` until `until` (what it won is not looked at).
+    async fn claim_one(&self, candidate: &Candidate, owner: &str, now: Timestamp, until: Timestamp) {
+        self.store
+            .claim(std::slice::from_ref(candidate), owner, now, until)
+            .await
+            .unwrap();
+    }
+
     async fn claimable(&self, now: Timestamp) -> Vec<Candidate> {
         self.store
             .claimable(now, Ordering::Strict, 100)
@@ -254,10 +262,7 @@ async fn recording_delivers_retries_and_frees_the_stream(kind: Kind) {
     f.ingest(&["1"], &policy, at(0)).await;
     f.ingest(&["2"], &policy, at(1)).await;
     let first = f.claimable(at(1)).await.remove(0);
-    f.store
-        .claim(std::slice::from_ref(&first), "node-a", at(1), at(5000))
-        .await
-        .unwrap();
+    f.claim_one(&first, "node-a", at(1), at(5000)).await;
 
     // A failure with a next wait: retrying, due then, the attempt kept, the lease freed.
     let retry = f.result(&first, Decision::Retry(at(20_000)), "node-a", at(2));
@@ -277,10 +282,7 @@ async fn recording_delivers_retries_and_frees_the_stream(kind: Kind) {
     // The retry succeeds: delivered, and the stream's next notification is due at once.
     let retried = f.claimable(at(20_000)).await.remove(0);
     assert_eq!(retried.seq, first.seq);
-    f.store
-        .claim(std::slice::from_ref(&retried), "node-a", at(20_000), at(25_000))
-        .await
-        .unwrap();
+    f.claim_one(&retried, "node-a", at(20_000), at(25_000)).await;
     let mut delivered = f.result(&retried, Decision::Delivered, "node-a", at(20_001));
     delivered.retried = true;
     f.store.record_attempts(&[delivered], at(20_002)).await.unwrap();
@@ -297,10 +299,7 @@ async fn parking_moves_a_streams_due_rows_to_the_lease_end_and_back(kind: Kind) 
     f.ingest(&["1"], &policy, at(0)).await;
     f.ingest(&["2"], &policy, at(1)).await;
     let first = f.claimable(at(1)).await.remove(0);
-    f.store
-        .claim(std::slice::from_ref(&first), "node-a", at(1), at(9000))
-        .await
-        .unwrap();
+    f.claim_one(&first, "node-a", at(1), at(9000)).await;
     let second_seq = {
         let list = f
             .store

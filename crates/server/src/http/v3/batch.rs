@@ -29,7 +29,8 @@ async fn item(realm: Realm<'_>, request: &Map<String, Value>) -> Result<(String,
         .and_then(Value::as_str)
         .map(str::to_ascii_lowercase)
     {
-        Some(op) if op == "create" || op == "update" => Write::Save,
+        Some(op) if op == "create" => Write::Save,
+        Some(op) if op == "update" => Write::Update,
         Some(op) if op == "delete" => Write::Delete,
         Some(op) if op == "void" => Write::Void,
         Some(other) => {
@@ -45,10 +46,6 @@ async fn item(realm: Realm<'_>, request: &Map<String, Value>) -> Result<(String,
         .ok_or_else(|| Fault::required("the batch item has no entity object"))?;
     let spec = entity_of(name)?;
     let body = object(spec, body.clone())?;
-    let write = match (write, request["operation"].as_str()) {
-        (Write::Save, Some(op)) if op.eq_ignore_ascii_case("update") => Write::Update,
-        (other, _) => other,
-    };
     Ok((spec.name.to_owned(), apply(realm, spec, write, body).await?))
 }
 

@@ -16,9 +16,18 @@ pub fn is_singleton(spec: &EntitySpec) -> bool {
     spec.name == entity::COMPANY_INFO.name || spec.name == "Preferences"
 }
 
-/// Makes the realm's `CompanyInfo` and `Preferences` if they do not exist yet.
+/// Makes the realm's `CompanyInfo` and `Preferences` if they do not exist yet (both are
+/// made together, so one read tells).
 pub async fn ensure(realm: Realm<'_>) -> Result<(), Fault> {
-    let Some(company) = realm.state.store.realm(realm.id).await? else {
+    let store = &realm.state.store;
+    if store
+        .entity_state(realm.id, entity::COMPANY_INFO.name, SINGLETON_ID)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let Some(company) = store.realm(realm.id).await? else {
         return Err(Fault::object_not_found(format!(
             "company {} does not exist",
             realm.id

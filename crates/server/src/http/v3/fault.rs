@@ -134,7 +134,7 @@ impl Fault {
     }
 
     /// `500 SystemFault`: the cause is logged, not shown.
-    pub fn system(cause: &dyn std::error::Error) -> Fault {
+    pub fn system(cause: &(dyn std::error::Error + 'static)) -> Fault {
         tracing::error!(error = %crate::http::error::Chain(cause), "internal error under /v3");
         Fault {
             status: StatusCode::INTERNAL_SERVER_ERROR,

@@ -199,20 +199,20 @@ impl Realm<'_> {
         require(spec, Operation::Update)?;
         let id = id_of(&body).ok_or_else(|| Fault::required("Id is required to update an object"))?;
         let expected = sync_token(&body)?;
-        let existing = self.current(spec, &id).await?;
+        let stored = body_of(&self.current(spec, &id).await?);
+        let deactivated = body.get("Active") == Some(&Value::Bool(false))
+            && stored.get("Active") != Some(&Value::Bool(false));
         let mut merged = if body.get("sparse") == Some(&Value::Bool(true)) {
-            let mut base = body_of(&existing);
-            base.extend(body.clone());
+            let mut base = stored;
+            base.extend(body);
             base
         } else {
-            body.clone()
+            body
         };
         if rules::is_name_list(spec.name) {
             merged.entry("Active").or_insert(Value::Bool(true));
         }
         rules::on_update(spec.name, &mut merged);
-        let deactivated = body.get("Active") == Some(&Value::Bool(false))
-            && body_of(&existing).get("Active") != Some(&Value::Bool(false));
         let operation = if deactivated && spec.allows(Operation::Delete) {
             Operation::Delete
         } else {
