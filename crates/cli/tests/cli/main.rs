@@ -184,6 +184,11 @@ const BAD_VALUES: &[(&str, &str)] = &[
     ("allow-private-networks", "2"),
     ("ca-file", "/nonexistent/ca.pem"),
     ("secret-key", ""),
+    ("token-lifetime", "0s"),
+    ("token-lifetime", "an hour"),
+    ("v3-rate-limit", "500"),
+    ("v3-rate-limit", "0/min"),
+    ("v3-rate-limit", "fast/min"),
 ];
 
 #[test]
