@@ -82,17 +82,7 @@ impl Status {
     }
 }
 
-/// An error and every `source()` under it, joined by `: `.
-pub fn error_chain(error: &(dyn Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use ledgerhook_domain::error_chain;
 
 /// Runs `worker` until `shutdown` turns true or the worker is done; `wake` (if any)
 /// ends an idle sleep early. Answers once the worker's [`Worker::stop`] has run.

@@ -4,8 +4,12 @@
 //! - `ledgerhook config`: prints the effective settings and where each came from.
 //! - `ledgerhook mirror`: the receiver SDK's reference app, a local copy of connected
 //!   realms' entities.
+//! - `ledgerhook relay`: the receiver SDK as a sidecar, forwarding each change to an app
+//!   in any language.
 
 mod mirror;
+mod receiving;
+mod relay;
 mod settings;
 
 use anyhow::Context;
@@ -26,6 +30,7 @@ fn cli() -> Command {
             Command::new("config").about("Print the effective settings and where each came from"),
         ))
         .subcommand(mirror::command())
+        .subcommand(relay::command())
 }
 
 fn main() -> ExitCode {
@@ -36,6 +41,10 @@ fn main() -> ExitCode {
         Some(("mirror", args)) => {
             init_logging();
             mirror::run(args)
+        }
+        Some(("relay", args)) => {
+            init_logging();
+            relay::run(args)
         }
         _ => unreachable!("clap requires a known subcommand"),
     };

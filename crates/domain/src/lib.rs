@@ -16,6 +16,7 @@
 pub mod duration;
 pub mod entity;
 pub mod environment;
+pub mod error;
 pub mod event;
 pub mod net;
 pub mod query;
@@ -25,6 +26,7 @@ pub mod time;
 
 pub use entity::{EntitySpec, Operation, ENTITIES};
 pub use environment::Environment;
+pub use error::error_chain;
 pub use event::ChangeEvent;
 pub use subscription::{ConfigState, EntitySelection, Ordering, PayloadFormat};
 pub use time::Timestamp;

@@ -1,8 +1,10 @@
 //! CDC as a receiver calls it: one realm's changes since a time, every page of them,
-//! oldest first, turned into [`Change`]s (full entities as `Update`s, tombstones as
-//! `Delete`s).
+//! oldest first, turned into [`Change`]s (full entities as `Update`s — `Create`s at
+//! `SyncToken` 0 — and tombstones as `Delete`s), with the realm's access token refreshed
+//! when it is refused.
 
 use crate::payload::Event;
+use crate::tokens::{OAuthClient, RealmCredentials, TokenError, Tokens};
 use crate::worker::{Change, WorkerError};
 use ledgerhook_domain::{Operation, Timestamp};
 use serde_json::Value;
@@ -20,50 +22,74 @@ pub struct Repair {
     /// The server's base URL (`https://quickbooks.api.intuit.com` or a Ledgerhook
     /// server); CDC is `{base_url}/v3/company/{realm}/cdc`.
     pub base_url: String,
-    /// Entity types asked for.
+    /// Entity types asked for, and the only ones applied.
     pub entities: Vec<String>,
-    /// An access token per realm; realms without one are not repaired.
-    pub tokens: HashMap<String, String>,
+    /// Credentials per realm; realms without them are not repaired.
+    pub credentials: HashMap<String, RealmCredentials>,
+    /// The app's OAuth client, to refresh access tokens (none: tokens are used as given).
+    pub oauth: Option<OAuthClient>,
     /// How far before the previous notification to look again (clock skew between the
-    /// server's `lastUpdated` and the arrival time here).
+    /// server's `lastUpdated` and the arrival time here). Default one minute.
     pub margin: Duration,
+    /// How far back a full repair looks. Default (and most) CDC's reach, 30 days, less
+    /// an hour.
+    pub look_back: Duration,
     /// The HTTP client.
     pub client: reqwest::Client,
 }
 
 impl Repair {
-    /// Repair through `base_url` for `entities`, with a token per realm, looking back one
-    /// minute before each previous notification, with a fresh HTTP client (rustls, the
-    /// system's roots).
+    /// Repair through `base_url` for `entities`, with an access token per realm, looking
+    /// back one minute before each previous notification, with a fresh HTTP client
+    /// (rustls, the system's roots, 30 s per request).
     pub fn new(base_url: &str, entities: Vec<String>, tokens: HashMap<String, String>) -> Repair {
+        let credentials = tokens
+            .into_iter()
+            .map(|(realm, token)| {
+                let given = RealmCredentials {
+                    access_token: Some(token),
+                    refresh_token: None,
+                };
+                (realm, given)
+            })
+            .collect();
         Repair {
             base_url: base_url.to_owned(),
             entities,
-            tokens,
+            credentials,
+            oauth: None,
             margin: Duration::from_secs(60),
-            client: reqwest::Client::new(),
+            look_back: Duration::from_millis(CDC_LOOK_BACK_MS as u64),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
         }
+    }
+}
+
+fn cdc_error(realm_id: &str, message: impl Into<String>) -> WorkerError {
+    WorkerError::Cdc {
+        realm_id: realm_id.to_owned(),
+        message: message.into(),
+        source: None,
     }
 }
 
 /// Every change CDC reports for `realm_id` since `since` (no further back than CDC
 /// allows), oldest first: CDC answers the 1,000 oldest, so a full answer is followed by
-/// a call from the newest of them. Fails for a realm without a token.
-pub async fn changes_since(
+/// a call from the newest of them. Fails for a realm without credentials.
+pub(crate) async fn changes_since(
     repair: &Repair,
+    tokens: &Tokens,
     realm_id: &str,
     since: Timestamp,
 ) -> Result<Vec<Change>, WorkerError> {
-    let token = repair.tokens.get(realm_id).ok_or_else(|| WorkerError::Cdc {
-        source: None,
-        realm_id: realm_id.to_owned(),
-        message: "no access token for this realm".to_owned(),
-    })?;
     let floor = Timestamp::now().millis() - CDC_LOOK_BACK_MS;
     let mut since = since.millis().max(floor);
     let mut all = Vec::new();
     loop {
-        let mut changes = cdc(repair, realm_id, token, Timestamp(since)).await?;
+        let mut changes = cdc_refreshing(repair, tokens, realm_id, Timestamp(since)).await?;
         let full = changes.len() >= CDC_PAGE;
         changes.sort_by_key(|c| c.event.last_updated);
         let newest = changes.last().map(|c| c.event.last_updated.millis());
@@ -77,18 +103,44 @@ pub async fn changes_since(
     Ok(all)
 }
 
-/// One CDC call: the changes of `repair.entities` in `realm_id` since `since`.
-async fn cdc(
+/// One CDC call, with the token refreshed and the call repeated once when it is refused.
+async fn cdc_refreshing(
     repair: &Repair,
+    tokens: &Tokens,
     realm_id: &str,
-    token: &str,
     since: Timestamp,
 ) -> Result<Vec<Change>, WorkerError> {
-    let failed = |message: String| WorkerError::Cdc {
+    let token_failed = |err: TokenError| WorkerError::Cdc {
         realm_id: realm_id.to_owned(),
-        message,
-        source: None,
+        message: err.to_string(),
+        source: Some(Box::new(err)),
     };
+    let token = tokens.access_token(realm_id, None).await.map_err(token_failed)?;
+    match cdc(repair, realm_id, &token, since).await? {
+        Answer::Changes(changes) => Ok(changes),
+        Answer::Unauthorized(body) => {
+            let token = tokens
+                .access_token(realm_id, Some(&token))
+                .await
+                .map_err(|err| cdc_error(realm_id, format!("401 Unauthorized: {body}; {err}")))?;
+            match cdc(repair, realm_id, &token, since).await? {
+                Answer::Changes(changes) => Ok(changes),
+                Answer::Unauthorized(body) => Err(cdc_error(
+                    realm_id,
+                    format!("401 Unauthorized after a refresh: {body}"),
+                )),
+            }
+        }
+    }
+}
+
+enum Answer {
+    Changes(Vec<Change>),
+    Unauthorized(Value),
+}
+
+/// One CDC call: the changes of `repair.entities` in `realm_id` since `since`.
+async fn cdc(repair: &Repair, realm_id: &str, token: &str, since: Timestamp) -> Result<Answer, WorkerError> {
     let broken = |message: &str, err: reqwest::Error| WorkerError::Cdc {
         realm_id: realm_id.to_owned(),
         message: message.to_owned(),
@@ -102,6 +154,7 @@ async fn cdc(
         .client
         .get(url)
         .bearer_auth(token)
+        .header("accept", "application/json")
         .query(&[
             ("entities", repair.entities.join(",")),
             ("changedSince", since.to_rfc3339()),
@@ -114,13 +167,19 @@ async fn cdc(
         .json()
         .await
         .map_err(|e| broken("the answer is not JSON", e))?;
-    if !status.is_success() {
-        return Err(failed(format!("{status}: {body}")));
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return Ok(Answer::Unauthorized(body));
     }
-    cdc_changes(realm_id, &body).map_err(failed)
+    if !status.is_success() {
+        return Err(cdc_error(realm_id, format!("{status}: {body}")));
+    }
+    cdc_changes(realm_id, &body)
+        .map(Answer::Changes)
+        .map_err(|message| cdc_error(realm_id, message))
 }
 
-/// The changes in a CDC answer: full entities become `Update`s, tombstones `Delete`s.
+/// The changes in a CDC answer: full entities become `Update`s (`Create`s at `SyncToken`
+/// 0), tombstones `Delete`s.
 pub fn cdc_changes(realm_id: &str, answer: &Value) -> Result<Vec<Change>, String> {
     let responses = answer["CDCResponse"][0]["QueryResponse"]
         .as_array()
@@ -140,8 +199,11 @@ pub fn cdc_changes(realm_id: &str, answer: &Value) -> Result<Vec<Change>, String
                     .as_str()
                     .ok_or(format!("{entity} {id} has no MetaData.LastUpdatedTime"))?;
                 let last_updated = Timestamp::parse(at).map_err(|e| format!("{entity} {id}: {e}"))?;
+                // A body at SyncToken 0 is the entity as created.
                 let operation = if object["status"] == "Deleted" {
                     Operation::Delete
+                } else if object["SyncToken"] == "0" {
+                    Operation::Create
                 } else {
                     Operation::Update
                 };

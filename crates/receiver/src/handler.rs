@@ -4,9 +4,10 @@
 //! Answers `200` once the notification is on disk; `401` when a configured signature
 //! does not verify (or its headers are missing), `400` when the body is not a
 //! notification, `413` when it is larger than the limit. A refused request appends
-//! nothing.
+//! nothing. A redelivery of a notification already in the inbox (same `webhook-id`, or
+//! same CloudEvents ids) is answered `200` and stored once.
 
-use crate::inbox::Inbox;
+use crate::inbox::{Inbox, Incoming};
 use crate::{payload, verify};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -103,15 +104,33 @@ async fn receive(
         }
     }
     let content_type = header(&headers, "content-type").unwrap_or("application/json");
-    if let Err(err) = payload::parse(content_type, &body) {
-        return (StatusCode::BAD_REQUEST, err.to_string());
-    }
-    match handler
-        .inbox
-        .append(header(&headers, "webhook-id"), content_type, &body, now_millis())
-        .await
-    {
+    let events = match payload::parse(content_type, &body) {
+        Ok(events) => events,
+        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()),
+    };
+    let webhook_id = header(&headers, "webhook-id").map(str::to_owned);
+    let incoming = Incoming {
+        dedupe_key: dedupe_key(webhook_id.as_deref(), &events),
+        webhook_id,
+        content_type: content_type.to_owned(),
+        body: body.to_vec(),
+        received_at: now_millis(),
+    };
+    match handler.inbox.append(incoming).await {
         Ok(_) => (StatusCode::OK, String::new()),
         Err(err) => (StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
     }
+}
+
+/// What makes a redelivery of a notification recognisable: its `webhook-id`, or else
+/// the ids of its CloudEvents (stable across retries). Legacy bodies without a
+/// `webhook-id` (QuickBooks' own) have none; the worker's skip of applied changes
+/// covers them.
+pub fn dedupe_key(webhook_id: Option<&str>, events: &[payload::Event]) -> Option<String> {
+    if let Some(id) = webhook_id {
+        return Some(format!("webhook-id:{id}"));
+    }
+    let ids: Option<Vec<&str>> = events.iter().map(|e| e.event_id.as_deref()).collect();
+    ids.filter(|ids| !ids.is_empty())
+        .map(|ids| format!("cloudevents:{}", ids.join(",")))
 }

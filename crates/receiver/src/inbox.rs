@@ -1,15 +1,49 @@
 //! The durable local queue a receiving app appends every verified notification to before
 //! answering `200`: a SQLite file in WAL mode with `synchronous = FULL`, so a notification
-//! that was answered survives a crash of the app or the machine. A worker takes the
-//! entries in order and marks them done.
+//! that was answered survives a crash of the app or the machine.
+//!
+//! Appends are **group-committed**: one writer task takes every append waiting at that
+//! moment and commits them in one transaction (one fsync), then answers each. Under
+//! concurrency the cost of the fsync is shared; no append is answered before its commit.
+//!
+//! A notification that carries a dedupe key (its `webhook-id`, or the ids of its
+//! CloudEvents) is stored once: a redelivery of it is answered as a [`Appended::Duplicate`]
+//! and stores nothing.
 
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Notify};
 
-/// Why the inbox failed.
-#[derive(Debug, thiserror::Error)]
-#[error("inbox: {0}")]
-pub struct InboxError(#[from] sqlx::Error);
+/// Appends committed together at most.
+const GROUP: usize = 256;
+
+/// Why the inbox failed. The database's error is kept as the [`source`](std::error::Error::source).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("inbox: {what}")]
+pub struct InboxError {
+    what: String,
+    #[source]
+    source: Option<Arc<sqlx::Error>>,
+}
+
+impl InboxError {
+    fn closed() -> InboxError {
+        InboxError {
+            what: "the inbox's writer has stopped".to_owned(),
+            source: None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for InboxError {
+    fn from(err: sqlx::Error) -> InboxError {
+        InboxError {
+            what: err.to_string(),
+            source: Some(Arc::new(err)),
+        }
+    }
+}
 
 /// One received notification, as it arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,47 +60,84 @@ pub struct Received {
     pub received_at: i64,
 }
 
+/// What [`Inbox::append`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored at this position.
+    Stored(i64),
+    /// A notification with the same dedupe key is already in the inbox: nothing stored.
+    Duplicate,
+}
+
+/// A notification to append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// `webhook-id`, if the sender gave one.
+    pub webhook_id: Option<String>,
+    /// What makes a redelivery recognisable: the `webhook-id`, or the CloudEvents ids.
+    pub dedupe_key: Option<String>,
+    /// `Content-Type` of the request.
+    pub content_type: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// Arrival, Unix milliseconds.
+    pub received_at: i64,
+}
+
+type Reply = oneshot::Sender<Result<Appended, InboxError>>;
+
 /// The durable queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Inbox {
     pool: SqlitePool,
+    writer: mpsc::Sender<(Incoming, Reply)>,
+    arrived: Arc<Notify>,
 }
 
 impl Inbox {
     /// Opens (creating if needed) the inbox file at `path`.
     pub async fn open(path: &Path) -> Result<Inbox, InboxError> {
         let pool = crate::sqlite::open_durable(path).await?;
-        sqlx::query(
+        for sql in [
             "CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, webhook_id TEXT, \
              content_type TEXT NOT NULL, body BLOB NOT NULL, received_at INTEGER NOT NULL, \
              done INTEGER NOT NULL DEFAULT 0)",
+            "CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (seq) WHERE done = 0",
+        ] {
+            sqlx::query(sql).execute(&pool).await?;
+        }
+        // Added after the first release: files made before it gain the column.
+        let has_key: bool = sqlx::query_scalar(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('inbox') WHERE name = 'dedupe_key'",
         )
-        .execute(&pool)
+        .fetch_one(&pool)
         .await?;
-        sqlx::query("CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (seq) WHERE done = 0")
+        if !has_key {
+            sqlx::query("ALTER TABLE inbox ADD COLUMN dedupe_key TEXT")
+                .execute(&pool)
+                .await?;
+        }
+        sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS inbox_dedupe ON inbox (dedupe_key) WHERE dedupe_key IS NOT NULL")
             .execute(&pool)
             .await?;
-        Ok(Inbox { pool })
+        let (writer, requests) = mpsc::channel(4 * GROUP);
+        let arrived = Arc::new(Notify::new());
+        tokio::spawn(write_groups(pool.clone(), requests, arrived.clone()));
+        Ok(Inbox {
+            pool,
+            writer,
+            arrived,
+        })
     }
 
-    /// Appends a notification; answers its position once it is on disk.
-    pub async fn append(
-        &self,
-        webhook_id: Option<&str>,
-        content_type: &str,
-        body: &[u8],
-        received_at: i64,
-    ) -> Result<i64, InboxError> {
-        let row = sqlx::query(
-            "INSERT INTO inbox (webhook_id, content_type, body, received_at) VALUES (?, ?, ?, ?) RETURNING seq",
-        )
-        .bind(webhook_id)
-        .bind(content_type)
-        .bind(body)
-        .bind(received_at)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("seq")?)
+    /// Appends a notification; answers once it is on disk (or known already).
+    pub async fn append(&self, incoming: Incoming) -> Result<Appended, InboxError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send((incoming, reply))
+            .await
+            .map_err(|_| InboxError::closed())?;
+        answer.await.map_err(|_| InboxError::closed())?
     }
 
     /// The oldest entries not yet done, at most `limit`.
@@ -91,22 +162,17 @@ impl Inbox {
             .map_err(InboxError::from)
     }
 
-    /// Marks an entry processed.
-    pub async fn done(&self, seq: i64) -> Result<(), InboxError> {
-        sqlx::query("UPDATE inbox SET done = 1 WHERE seq = ?")
-            .bind(seq)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// How many entries are not yet done.
+    pub async fn depth(&self) -> Result<i64, InboxError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE done = 0")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
-    /// Marks every entry up to `seq` processed.
-    pub async fn done_through(&self, seq: i64) -> Result<(), InboxError> {
-        sqlx::query("UPDATE inbox SET done = 1 WHERE seq <= ? AND done = 0")
-            .bind(seq)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Resolves when something was appended since the last call (or at once if so):
+    /// the worker's wake-up.
+    pub async fn arrived(&self) {
+        self.arrived.notified().await;
     }
 
     /// The connection, for the worker's bookkeeping in the same file.
@@ -118,4 +184,70 @@ impl Inbox {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The writer: each wake-up commits every append waiting (up to [`GROUP`]) in one
+/// transaction, then answers them all.
+async fn write_groups(
+    pool: SqlitePool,
+    mut requests: mpsc::Receiver<(Incoming, Reply)>,
+    arrived: Arc<Notify>,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match requests.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let incoming: Vec<&Incoming> = group.iter().map(|(i, _)| i).collect();
+        match commit(&pool, &incoming).await {
+            Ok(results) => {
+                arrived.notify_one();
+                for ((_, reply), result) in group.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(err) => {
+                let err = InboxError::from(err);
+                for (_, reply) in group {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn commit(pool: &SqlitePool, group: &[&Incoming]) -> Result<Vec<Appended>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(group.len());
+    for incoming in group {
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO inbox (webhook_id, dedupe_key, content_type, body, received_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING RETURNING seq",
+        )
+        .bind(&incoming.webhook_id)
+        .bind(&incoming.dedupe_key)
+        .bind(&incoming.content_type)
+        .bind(&incoming.body)
+        .bind(incoming.received_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        results.push(seq.map_or(Appended::Duplicate, Appended::Stored));
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// The inbox's handle on pending entries for the worker: marks them done inside the
+/// worker's transaction.
+pub(crate) async fn mark_done(tx: &mut sqlx::SqliteConnection, seqs: &[i64]) -> Result<(), sqlx::Error> {
+    for seq in seqs {
+        sqlx::query("UPDATE inbox SET done = 1 WHERE seq = ?")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }

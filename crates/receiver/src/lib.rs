@@ -6,13 +6,15 @@
 //! - [`payload`]: both body formats (`eventNotifications` and CloudEvents) under both
 //!   content types, parsed into typed [`payload::Event`]s.
 //! - [`inbox`]: the durable local queue (a SQLite file) notifications are appended to
-//!   before they are answered.
+//!   before they are answered, group-committed, each notification stored once.
 //! - [`handler`]: the ready-made axum endpoint — verify, append, answer `200`.
 //! - [`worker`]: applies the inbox to the app's copy realm by realm, in `lastUpdated`
-//!   order, skipping what was already applied, and repairs missed notifications
-//!   through CDC.
-//! - [`mirror`]: the reference app behind `ledgerhook mirror` — a local copy of every
-//!   connected realm's entities, and a check that it equals the server's.
+//!   and `SyncToken` order, skipping what was already applied, repairing missed
+//!   notifications through CDC with access tokens refreshed as they expire; a failing
+//!   realm backs off alone and ends in dead letters.
+//!
+//! `ledgerhook mirror` (a local copy of every connected realm) and `ledgerhook relay`
+//! (these guarantees for apps in any language) are built on it.
 //!
 //! `verify` and `payload` depend on no web framework; any stack hands them the raw body
 //! and the headers.
@@ -33,8 +35,9 @@ mod bookkeeping;
 mod cdc;
 pub mod handler;
 pub mod inbox;
-pub mod mirror;
 pub mod payload;
+mod queue;
 mod sqlite;
+mod tokens;
 pub mod verify;
 pub mod worker;

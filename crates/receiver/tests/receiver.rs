@@ -156,13 +156,20 @@ mod endpoint {
         dir: tempfile::TempDir,
     }
 
+    fn options() -> HandlerOptions {
+        HandlerOptions {
+            verifier_tokens: vec![TOKEN.into()],
+            signing_secrets: vec![SECRET.into()],
+            max_body_bytes: 1 << 20,
+        }
+    }
+
     async fn serve(max_body_bytes: usize) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let inbox = Inbox::open(&dir.path().join("inbox.db")).await.unwrap();
         let options = HandlerOptions {
-            verifier_tokens: vec![TOKEN.into()],
-            signing_secrets: vec![SECRET.into()],
             max_body_bytes,
+            ..options()
         };
         let app = router("/hook", inbox.clone(), options).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -214,8 +221,13 @@ mod endpoint {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].body, body.as_bytes());
         assert_eq!(pending[0].webhook_id.as_deref(), Some("ntf_1"));
-        inbox.done(pending[0].seq).await.unwrap();
-        assert!(inbox.pending(10).await.unwrap().is_empty());
+        // A redelivery (same webhook-id) is answered 200 and stored once.
+        let app = router("/hook", inbox.clone(), options()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        assert_eq!(post(&url, body.as_bytes(), |_| {}).await, 200);
+        assert_eq!(inbox.pending(10).await.unwrap().len(), 1, "stored twice");
     }
 
     #[tokio::test]
@@ -279,7 +291,7 @@ mod endpoint {
 mod worker {
     use ledgerhook_domain::Operation;
     use ledgerhook_receiver::handler::{router, HandlerOptions};
-    use ledgerhook_receiver::inbox::Inbox;
+    use ledgerhook_receiver::inbox::{Appended, Inbox, Incoming};
     use ledgerhook_receiver::worker::{Apply, Change, Repair, Worker};
     use ledgerhook_server::{Config, Server};
     use ledgerhook_testkit::{Kind, TestDatabase};
@@ -331,6 +343,16 @@ mod worker {
         }
     }
 
+    fn incoming(webhook_id: &str, body: &[u8], received_at: i64) -> Incoming {
+        Incoming {
+            webhook_id: Some(webhook_id.to_owned()),
+            dedupe_key: Some(webhook_id.to_owned()),
+            content_type: "application/json".to_owned(),
+            body: body.to_vec(),
+            received_at,
+        }
+    }
+
     fn notification(realm: &str, changes: &[(&str, &str, i64)]) -> Vec<u8> {
         let entities: Vec<Value> = changes
             .iter()
@@ -359,7 +381,7 @@ mod worker {
         ];
         for (i, body) in bodies.iter().enumerate() {
             inbox
-                .append(Some(&format!("ntf_{i}")), "application/json", body, t)
+                .append(incoming(&format!("ntf_{i}"), body, t))
                 .await
                 .unwrap();
         }
@@ -395,23 +417,16 @@ mod worker {
         assert_eq!(applied("2"), [("7".to_owned(), Operation::Create, 500)]);
         worker.app().assert_never_older();
         assert!(inbox.pending(10).await.unwrap().is_empty());
-        // After a restart: an older state arriving late, and a redelivery, change nothing.
-        inbox
-            .append(
-                Some("ntf_4"),
-                "application/json",
-                &notification("1", &[("7", "Update", t + 1500)]),
-                t,
-            )
-            .await
-            .unwrap();
-        inbox
-            .append(Some("ntf_0"), "application/json", &bodies[0], t)
-            .await
-            .unwrap();
+        // After a restart: an older state arriving late changes nothing, and a
+        // redelivery is not even stored.
+        let late = notification("1", &[("7", "Update", t + 1500)]);
+        let stored = inbox.append(incoming("ntf_4", &late, t)).await.unwrap();
+        assert!(matches!(stored, Appended::Stored(_)));
+        let again = inbox.append(incoming("ntf_0", &bodies[0], t)).await.unwrap();
+        assert_eq!(again, Appended::Duplicate);
         let worker = Worker::new(inbox.clone(), Copy::default(), None).await.unwrap();
         let done = worker.run_once().await.unwrap();
-        assert_eq!((done.entries, done.applied, done.skipped), (2, 0, 3));
+        assert_eq!((done.entries, done.applied, done.skipped), (1, 0, 1));
         assert!(worker.app().applied.lock().unwrap().is_empty());
     }
 
@@ -478,13 +493,12 @@ mod worker {
         let webhooks = format!("/api/v1/apps/{app_id}/webhooks/sandbox");
         call(Method::PUT, webhooks.clone(), subscribe.clone()).await;
 
-        let repair = Repair {
-            base_url: base.clone(),
-            entities: vec!["Customer".into()],
-            tokens: HashMap::from([(realm.clone(), grant["access_token"].as_str().unwrap().to_owned())]),
-            margin: Duration::from_secs(1),
-            client: reqwest::Client::new(),
-        };
+        let mut repair = Repair::new(
+            &base,
+            vec!["Customer".into()],
+            HashMap::from([(realm.clone(), grant["access_token"].as_str().unwrap().to_owned())]),
+        );
+        repair.margin = Duration::from_secs(1);
         let worker = Worker::new(inbox.clone(), Copy::default(), Some(repair))
             .await
             .unwrap();

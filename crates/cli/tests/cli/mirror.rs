@@ -186,8 +186,20 @@ fn the_mirror_keeps_an_equal_copy_and_repairs_a_missed_notification() {
 #[test]
 fn mirror_refuses_bad_options_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 4] = [
-        (&["--realm", "123"], "--realm: expected REALM=ACCESS_TOKEN"),
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--realm", "123"],
+            "--realm 123: give its access token (REALM=ACCESS_TOKEN) or a --refresh-token for it",
+        ),
+        (
+            &["--realm", "1", "--refresh-token", "1=r"],
+            "--refresh-token needs the app's --client-id and --client-secret",
+        ),
+        (&["--realm", "1=t", "--max-body-size", "ten"], "--max-body-size:"),
+        (
+            &["--realm", "1=t", "--full-repair-every", "0"],
+            "--full-repair-every: must be more than 0",
+        ),
         (
             &["--realm", "1=t", "--entities", "Customer,Nope"],
             "unknown entity \"Nope\"",

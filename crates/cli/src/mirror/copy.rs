@@ -1,14 +1,15 @@
-//! The reference app (`ledgerhook mirror`): a local copy of every connected realm's
-//! entities, kept by the [`worker`](crate::worker) from notifications and CDC, and a
-//! check that the copy equals what the server's CDC reports.
+//! The copy `ledgerhook mirror` keeps: every connected realm's entities, kept by the
+//! receiver SDK's worker from notifications and CDC, and a check that the copy equals
+//! what the server's CDC reports.
 //!
 //! The copy is a SQLite file with one row per (realm, entity type, id): the newest
 //! `lastUpdated` applied, whether the entity is deleted, and its body as CDC gave it
 //! (`NULL` while only a notification has named it).
 
-use crate::worker::{changes_since, Apply, Change, Repair, WorkerError};
 use ledgerhook_domain::{Operation, Timestamp};
+use ledgerhook_receiver::worker::{Apply, Change, Worker, WorkerError};
 use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,7 +34,15 @@ pub struct Mirror {
 impl Mirror {
     /// Opens (creating if needed) the copy at `path`.
     pub async fn open(path: &Path) -> Result<Mirror, sqlx::Error> {
-        let pool = crate::sqlite::open_durable(path).await?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS entities (realm_id TEXT NOT NULL, entity TEXT NOT NULL, \
              entity_id TEXT NOT NULL, last_updated INTEGER NOT NULL, deleted INTEGER NOT NULL, body TEXT, \
@@ -65,11 +74,6 @@ impl Mirror {
             );
         }
         Ok(copy)
-    }
-
-    /// Closes the file.
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 }
 
@@ -121,13 +125,18 @@ pub struct Comparison {
 }
 
 /// Compares the copy of `realm_id` with everything the server's CDC reports for
-/// `repair.entities` over the last 30 days (CDC's reach): each reported entity must be
-/// in the copy at the same `lastUpdated`, deleted if it is a tombstone, with the same
-/// body otherwise; and every entity the copy changed within that time must be reported.
-pub async fn compare(mirror: &Mirror, repair: &Repair, realm_id: &str) -> Result<Comparison, WorkerError> {
+/// `entities` over the last 30 days (CDC's reach): each reported entity must be in the
+/// copy at the same `lastUpdated`, deleted if it is a tombstone, with the same body
+/// otherwise; and every entity the copy changed within that time must be reported.
+pub async fn compare(
+    mirror: &Mirror,
+    worker: &Worker<Mirror>,
+    entities: &[String],
+    realm_id: &str,
+) -> Result<Comparison, WorkerError> {
     let mut server: BTreeMap<(String, String), Change> = BTreeMap::new();
     // Oldest first: a later state of the same entity replaces an earlier one.
-    for change in changes_since(repair, realm_id, Timestamp(0)).await? {
+    for change in worker.changes_since(realm_id, Timestamp(0)).await? {
         server.insert(
             (change.event.entity.clone(), change.event.entity_id.clone()),
             change,
@@ -169,7 +178,7 @@ pub async fn compare(mirror: &Mirror, repair: &Repair, realm_id: &str) -> Result
     }
     let within = |at: Timestamp| oldest.is_some_and(|o| at >= o);
     for ((entity, id), copied) in &copy {
-        let wanted = repair.entities.iter().any(|e| e == entity);
+        let wanted = entities.iter().any(|e| e == entity);
         if wanted && within(copied.last_updated) && !server.contains_key(&(entity.clone(), id.clone())) {
             comparison
                 .differences
