@@ -4,9 +4,11 @@
 //!
 //! `ledgerhook-bench ingest --backend sqlite --clients 16 --batch 100 --duration 10`
 //! `ledgerhook-bench deliver --backend sqlite --realms 1000 --window 0 --duration 10`
+//! `ledgerhook-bench ack --rate 500 --concurrency 8 --duration 10 --runs 3`
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // the load generator and its receiver talk to the server under test
 
+mod ack;
 mod cpu;
 mod deliver;
 mod fsync;
@@ -25,6 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// How fast the receiver SDK's endpoint (in `ledgerhook mirror`) acknowledges.
+    Ack(ack::Args),
     /// Ingestion throughput and latency.
     Ingest(ingest::Args),
     /// Delivery throughput, latency and isolation.
@@ -42,6 +46,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Ack(args) => tokio::runtime::Runtime::new()?.block_on(ack::run(args)),
         Command::Ingest(args) => tokio::runtime::Runtime::new()?.block_on(ingest::run(args)),
         Command::Deliver(args) => tokio::runtime::Runtime::new()?.block_on(deliver::run(args)),
         Command::Receiver(args) => tokio::runtime::Runtime::new()?.block_on(receiver::run(args)),

@@ -36,12 +36,26 @@ impl InboxError {
     }
 }
 
-impl From<sqlx::Error> for InboxError {
-    fn from(err: sqlx::Error) -> InboxError {
+impl InboxError {
+    /// The database's `err`, kept as the source.
+    pub(crate) fn store(err: sqlx::Error) -> InboxError {
         InboxError {
             what: err.to_string(),
             source: Some(Arc::new(err)),
         }
+    }
+}
+
+/// `?` for the database's results inside the crate, without a public conversion from
+/// the driver's error type.
+pub(crate) trait StoreResult<T> {
+    /// The result with the database's error made an [`InboxError`].
+    fn store(self) -> Result<T, InboxError>;
+}
+
+impl<T> StoreResult<T> for Result<T, sqlx::Error> {
+    fn store(self) -> Result<T, InboxError> {
+        self.map_err(InboxError::store)
     }
 }
 
@@ -97,29 +111,31 @@ pub struct Inbox {
 impl Inbox {
     /// Opens (creating if needed) the inbox file at `path`.
     pub async fn open(path: &Path) -> Result<Inbox, InboxError> {
-        let pool = crate::sqlite::open_durable(path).await?;
+        let pool = crate::sqlite::open_durable(path).await.store()?;
         for sql in [
             "CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, webhook_id TEXT, \
              content_type TEXT NOT NULL, body BLOB NOT NULL, received_at INTEGER NOT NULL, \
              done INTEGER NOT NULL DEFAULT 0)",
             "CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (seq) WHERE done = 0",
         ] {
-            sqlx::query(sql).execute(&pool).await?;
+            sqlx::query(sql).execute(&pool).await.store()?;
         }
         // Added after the first release: files made before it gain the column.
         let has_key: bool = sqlx::query_scalar(
             "SELECT COUNT(*) > 0 FROM pragma_table_info('inbox') WHERE name = 'dedupe_key'",
         )
         .fetch_one(&pool)
-        .await?;
+        .await
+        .store()?;
         if !has_key {
             sqlx::query("ALTER TABLE inbox ADD COLUMN dedupe_key TEXT")
                 .execute(&pool)
-                .await?;
+                .await
+                .store()?;
         }
         sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS inbox_dedupe ON inbox (dedupe_key) WHERE dedupe_key IS NOT NULL")
             .execute(&pool)
-            .await?;
+            .await.store()?;
         let (writer, requests) = mpsc::channel(4 * GROUP);
         let arrived = Arc::new(Notify::new());
         tokio::spawn(write_groups(pool.clone(), requests, arrived.clone()));
@@ -147,7 +163,7 @@ impl Inbox {
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?;
+        .await.store()?;
         rows.iter()
             .map(|row| {
                 Ok(Received {
@@ -159,14 +175,15 @@ impl Inbox {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(InboxError::from)
+            .store()
     }
 
     /// How many entries are not yet done.
     pub async fn depth(&self) -> Result<i64, InboxError> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE done = 0")
             .fetch_one(&self.pool)
-            .await?)
+            .await
+            .store()?)
     }
 
     /// Resolves when something was appended since the last call (or at once if so):
@@ -176,6 +193,7 @@ impl Inbox {
     }
 
     /// The connection, for the worker's bookkeeping in the same file.
+    #[cfg(feature = "worker")]
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -210,7 +228,7 @@ async fn write_groups(
                 }
             }
             Err(err) => {
-                let err = InboxError::from(err);
+                let err = InboxError::store(err);
                 for (_, reply) in group {
                     let _ = reply.send(Err(err.clone()));
                 }
@@ -238,16 +256,4 @@ async fn commit(pool: &SqlitePool, group: &[&Incoming]) -> Result<Vec<Appended>,
     }
     tx.commit().await?;
     Ok(results)
-}
-
-/// The inbox's handle on pending entries for the worker: marks them done inside the
-/// worker's transaction.
-pub(crate) async fn mark_done(tx: &mut sqlx::SqliteConnection, seqs: &[i64]) -> Result<(), sqlx::Error> {
-    for seq in seqs {
-        sqlx::query("UPDATE inbox SET done = 1 WHERE seq = ?")
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
 }

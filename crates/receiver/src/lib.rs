@@ -16,8 +16,10 @@
 //! `ledgerhook mirror` (a local copy of every connected realm) and `ledgerhook relay`
 //! (these guarantees for apps in any language) are built on it.
 //!
-//! `verify` and `payload` depend on no web framework; any stack hands them the raw body
-//! and the headers.
+//! `verify` and `payload` depend on no web framework, database or HTTP client; any stack
+//! hands them the raw body and the headers. Cargo features add the rest (all on by
+//! default): `inbox` (the SQLite inbox), `handler` (the axum endpoint), `worker` (the
+//! per-realm worker with CDC repair). `default-features = false` leaves the core.
 //!
 //! ```
 //! use ledgerhook_receiver::{payload, verify};
@@ -31,13 +33,21 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // a client of a server by design (clippy.toml)
 
+#[cfg(feature = "worker")]
 mod bookkeeping;
+#[cfg(feature = "worker")]
 mod cdc;
+#[cfg(feature = "handler")]
 pub mod handler;
+#[cfg(feature = "inbox")]
 pub mod inbox;
 pub mod payload;
+#[cfg(feature = "worker")]
 mod queue;
+#[cfg(feature = "inbox")]
 mod sqlite;
+#[cfg(feature = "worker")]
 mod tokens;
 pub mod verify;
+#[cfg(feature = "worker")]
 pub mod worker;

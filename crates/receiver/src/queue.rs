@@ -140,7 +140,7 @@ impl Queues {
             }
         }
         let seqs: Vec<i64> = entries.iter().map(|(seq, _, _)| *seq).collect();
-        crate::inbox::mark_done(&mut tx, &seqs).await?;
+        mark_done(&mut tx, &seqs).await?;
         tx.commit().await?;
         Ok(queued)
     }
@@ -351,4 +351,15 @@ impl Queues {
             })
             .collect()
     }
+}
+
+/// Marks inbox entries done inside the worker's transaction.
+async fn mark_done(tx: &mut sqlx::SqliteConnection, seqs: &[i64]) -> Result<(), sqlx::Error> {
+    for seq in seqs {
+        sqlx::query("UPDATE inbox SET done = 1 WHERE seq = ?")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@
 //! (`NULL` while only a notification has named it).
 
 use ledgerhook_domain::{Operation, Timestamp};
-use ledgerhook_receiver::worker::{Apply, Change, Worker, WorkerError};
+use ledgerhook_receiver::worker::{Apply, Change, Worker};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -133,7 +133,7 @@ pub async fn compare(
     worker: &Worker<Mirror>,
     entities: &[String],
     realm_id: &str,
-) -> Result<Comparison, WorkerError> {
+) -> anyhow::Result<Comparison> {
     let mut server: BTreeMap<(String, String), Change> = BTreeMap::new();
     // Oldest first: a later state of the same entity replaces an earlier one.
     for change in worker.changes_since(realm_id, Timestamp(0)).await? {

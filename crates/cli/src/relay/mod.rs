@@ -97,10 +97,11 @@ pub fn run(args: &ArgMatches) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         eprintln!(
-            "ledgerhook: relay listening on http://{}{}, forwarding to {forward_to}",
+            "ledgerhook: listening on http://{}{}",
             listener.local_addr()?,
             options.path
         );
+        eprintln!("ledgerhook: forwarding each change to {forward_to}");
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

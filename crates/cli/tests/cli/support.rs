@@ -107,6 +107,11 @@ impl ServerProcess {
             .find_map(|l| l.split("store it now): ").nth(1).map(str::to_owned))
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(mut self) -> ExitStatus {
         let status = Command::new("kill")

@@ -28,7 +28,7 @@ mod status;
 use crate::bookkeeping::Bookkeeping;
 pub use crate::bookkeeping::Version;
 pub use crate::cdc::{cdc_changes, Repair};
-use crate::inbox::{Inbox, InboxError};
+use crate::inbox::{Inbox, InboxError, StoreResult};
 use crate::payload::{self, Event};
 pub use crate::queue::DeadLetter;
 use crate::queue::Queues;
@@ -117,12 +117,6 @@ pub enum WorkerError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-}
-
-impl From<sqlx::Error> for WorkerError {
-    fn from(err: sqlx::Error) -> WorkerError {
-        WorkerError::Inbox(InboxError::from(err))
-    }
 }
 
 /// What a round did.
@@ -224,8 +218,8 @@ impl<A: Apply> Worker<A> {
         options: WorkerOptions,
     ) -> Result<Worker<A>, WorkerError> {
         let pool = inbox.pool().clone();
-        let books = Bookkeeping::open(pool.clone()).await?;
-        let queues = Queues::open(pool.clone()).await?;
+        let books = Bookkeeping::open(pool.clone()).await.store()?;
+        let queues = Queues::open(pool.clone()).await.store()?;
         let repair = match repair {
             Some(repair) => {
                 let tokens = Tokens::open(
@@ -234,7 +228,8 @@ impl<A: Apply> Worker<A> {
                     repair.oauth.clone(),
                     &repair.credentials,
                 )
-                .await?;
+                .await
+                .store()?;
                 Some((repair, tokens))
             }
             None => None,
@@ -277,7 +272,7 @@ impl<A: Apply> Worker<A> {
                 };
                 taken.push((entry.seq, events, entry.received_at));
             }
-            self.inner.queues.take(&taken).await?;
+            self.inner.queues.take(&taken).await.store()?;
             done.entries += entries.len();
         }
     }
@@ -294,7 +289,12 @@ impl<A: Apply> Worker<A> {
     /// its round fails; answers what was done. A failing realm does not stop the others.
     pub async fn run_once(&self) -> Result<Processed, WorkerError> {
         let mut total = self.intake().await?;
-        let due = self.inner.queues.due_realms(Timestamp::now().millis()).await?;
+        let due = self
+            .inner
+            .queues
+            .due_realms(Timestamp::now().millis())
+            .await
+            .store()?;
         let mut tasks = tokio::task::JoinSet::new();
         for realm_id in due {
             let worker = self.clone();
@@ -366,7 +366,7 @@ impl<A: Apply> Worker<A> {
         if let Some(err) = failure {
             return Err(err);
         }
-        self.inner.books.full_repair_done(started).await?;
+        self.inner.books.full_repair_done(started).await.store()?;
         Ok(done)
     }
 
@@ -377,13 +377,13 @@ impl<A: Apply> Worker<A> {
 
     /// The dead letters, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, WorkerError> {
-        Ok(self.inner.queues.dead_letters().await?)
+        Ok(self.inner.queues.dead_letters().await.store()?)
     }
 
     /// Queues the dead letters of `realm_id` (or of every realm) again, and lets the
     /// realm be tried at once; answers how many were queued.
     pub async fn retry_dead_letters(&self, realm_id: Option<&str>) -> Result<u64, WorkerError> {
-        Ok(self.inner.queues.revive(realm_id).await?)
+        Ok(self.inner.queues.revive(realm_id).await.store()?)
     }
 
     /// Runs until `shutdown` resolves: takes in the inbox when something arrives (or
@@ -392,7 +392,7 @@ impl<A: Apply> Worker<A> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
         tokio::pin!(shutdown);
         let every = self.inner.options.full_repair_every;
-        let last = self.inner.books.last_full_repair().await?;
+        let last = self.inner.books.last_full_repair().await.store()?;
         let since_last =
             last.map(|at| Duration::from_millis((Timestamp::now().millis() - at.millis()).max(0) as u64));
         let first = every.saturating_sub(since_last.unwrap_or(every));

@@ -3,6 +3,7 @@
 //! failed round costs the realm (a back-off, then dead letters).
 
 use super::{Apply, Change, Processed, Worker, WorkerError, ROUND};
+use crate::inbox::{InboxError, StoreResult};
 use crate::queue::Queued;
 use ledgerhook_domain::{Operation, Timestamp};
 use std::collections::{HashMap, HashSet};
@@ -64,7 +65,8 @@ impl<A: Apply> Worker<A> {
                 Ok(queued) if queued.is_empty() => return total,
                 Ok(queued) => queued,
                 Err(err) => {
-                    self.round_failed(realm_id, None, &WorkerError::from(err)).await;
+                    self.round_failed(realm_id, None, &WorkerError::Inbox(InboxError::store(err)))
+                        .await;
                     total.failed += 1;
                     return total;
                 }
@@ -78,7 +80,8 @@ impl<A: Apply> Worker<A> {
                     .succeeded(realm_id, through, heard_at)
                     .await
                     .map(|()| done)
-                    .map_err(WorkerError::from),
+                    .store()
+                    .map_err(WorkerError::Inbox),
                 Err(err) => Err(err),
             };
             match outcome {
@@ -136,7 +139,7 @@ impl<A: Apply> Worker<A> {
         let mut done = Processed::default();
         let mut events: Vec<_> = queued.into_iter().map(|q| q.event).collect();
         if self.repairs(realm_id).is_some() {
-            let previous = self.inner.queues.heard_at(realm_id).await?;
+            let previous = self.inner.queues.heard_at(realm_id).await.store()?;
             let mut oldest = None;
             for event in &events {
                 let at = event.last_updated.millis();
@@ -219,7 +222,7 @@ impl<A: Apply> Worker<A> {
     /// answers whether it was applied.
     async fn apply_if_newer(&self, change: Change) -> Result<bool, WorkerError> {
         let version = change.version();
-        let known = self.inner.books.applied_version(&change.event).await?;
+        let known = self.inner.books.applied_version(&change.event).await.store()?;
         if known.is_some_and(|k| !version.is_newer_than(&k)) {
             return Ok(false);
         }
@@ -233,7 +236,7 @@ impl<A: Apply> Worker<A> {
                 entity_id: change.event.entity_id.clone(),
                 message,
             })?;
-        self.inner.books.applied(&change.event, &version).await?;
+        self.inner.books.applied(&change.event, &version).await.store()?;
         Ok(true)
     }
 }

@@ -3,6 +3,7 @@
 //! its dead letters.
 
 use super::{Apply, Worker, WorkerError};
+use crate::inbox::StoreResult;
 use ledgerhook_domain::Timestamp;
 
 /// One realm's state.
@@ -42,8 +43,8 @@ impl<A: Apply> Worker<A> {
     pub async fn status(&self) -> Result<WorkerStatus, WorkerError> {
         let now = Timestamp::now().millis();
         let mut realms = Vec::new();
-        for row in self.inner.queues.realms().await? {
-            let last_applied = self.inner.books.newest_applied(&row.realm_id).await?;
+        for row in self.inner.queues.realms().await.store()? {
+            let last_applied = self.inner.books.newest_applied(&row.realm_id).await.store()?;
             let failing = row.failures > 0;
             realms.push(RealmStatus {
                 last_applied: last_applied.map(Timestamp),
