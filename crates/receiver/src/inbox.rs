@@ -180,10 +180,10 @@ impl Inbox {
 
     /// How many entries are not yet done.
     pub async fn depth(&self) -> Result<i64, InboxError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE done = 0")
+        sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE done = 0")
             .fetch_one(&self.pool)
             .await
-            .store()?)
+            .store()
     }
 
     /// Resolves when something was appended since the last call (or at once if so):
