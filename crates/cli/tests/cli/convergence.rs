@@ -145,10 +145,13 @@ struct Held {
     versions: Vec<(i64, i64)>,
 }
 
+/// (realm, entity, id, lastUpdated, SyncToken) of a change.
+type ChangeKey = (String, String, String, i64, i64);
+
 /// The relay's app: verifies each request, applies each change id once.
 #[derive(Default)]
 struct App {
-    seen: Mutex<HashMap<String, (String, String, String, i64, i64)>>,
+    seen: Mutex<HashMap<String, ChangeKey>>,
     entities: Mutex<BTreeMap<(String, String, String), Held>>,
     redelivered: AtomicU64,
     problems: Mutex<Vec<String>>,
