@@ -13,6 +13,7 @@
 
 pub mod aggregator;
 pub mod dispatcher;
+pub mod duplicator;
 pub mod janitor;
 pub mod metrics;
 pub mod outbound;

@@ -18,6 +18,7 @@ pub mod entity;
 pub mod environment;
 pub mod error;
 pub mod event;
+pub mod faults;
 pub mod net;
 pub mod query;
 pub mod rate;

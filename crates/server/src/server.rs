@@ -3,6 +3,7 @@
 use crate::pipeline::Pipeline;
 use crate::{auth, http, AppState, Config};
 use ledgerhook_delivery::aggregator::Aggregator;
+use ledgerhook_delivery::duplicator::Duplicator;
 use ledgerhook_delivery::janitor::Janitor;
 use ledgerhook_delivery::outbound::guard::{Lookup, SystemLookup};
 use ledgerhook_delivery::outbound::OutboundClient;
@@ -124,6 +125,11 @@ impl RunningServer {
             retention: config.scaled(config.retention),
         };
         let janitor = tokio::spawn(janitor.run(stopping.clone(), background.janitor.clone()));
+        let duplicator = Duplicator {
+            store: self.state.store.clone(),
+            dispatcher: self.state.dispatcher.clone(),
+        };
+        let duplicator = tokio::spawn(duplicator.run(stopping.clone(), background.duplicator.clone()));
         let app = http::router(self.state.clone());
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -131,6 +137,7 @@ impl RunningServer {
         let _ = stop_background.send(true);
         let _ = aggregator.await;
         let _ = janitor.await;
+        let _ = duplicator.await;
         let _ = dispatcher.await;
         self.state.store.close().await;
         result

@@ -57,15 +57,18 @@ pub struct BackgroundStatus {
     pub dispatcher: Status,
     /// Inactive-after and retention.
     pub janitor: Status,
+    /// Sends injected duplicates.
+    pub duplicator: Status,
 }
 
 impl BackgroundStatus {
     /// Each worker's name and status.
-    pub fn all(&self) -> [(&'static str, &Status); 3] {
+    pub fn all(&self) -> [(&'static str, &Status); 4] {
         [
             ("aggregator", &self.aggregator),
             ("dispatcher", &self.dispatcher),
             ("janitor", &self.janitor),
+            ("duplicator", &self.duplicator),
         ]
     }
 }

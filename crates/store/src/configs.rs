@@ -3,12 +3,13 @@
 use crate::model::{decode_error, environment, ConfigInput, WebhookConfig};
 use crate::signals::Signal;
 use crate::{Store, StoreError};
+use ledgerhook_domain::faults::Faults;
 use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 const COLUMNS: &str = "id, app_id, environment, url, entities, format, batch_window_ms, ordering, state, \
-                       state_since, last_error, created_at, updated_at";
+                       state_since, last_error, created_at, updated_at, faults";
 
 fn parse<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, sqlx::Error> {
     text.parse().map_err(|_| decode_error(column, text))
@@ -17,6 +18,7 @@ fn parse<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, sqlx::Erro
 fn config(row: AnyRow) -> Result<WebhookConfig, sqlx::Error> {
     let entities: String = row.try_get("entities")?;
     let ordering: Option<String> = row.try_get("ordering")?;
+    let faults: Option<String> = row.try_get("faults")?;
     Ok(WebhookConfig {
         id: row.try_get("id")?,
         app_id: row.try_get("app_id")?,
@@ -32,6 +34,10 @@ fn config(row: AnyRow) -> Result<WebhookConfig, sqlx::Error> {
         last_error: row.try_get("last_error")?,
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
+        faults: faults
+            .as_deref()
+            .map(|f| Faults::from_storage(f).map_err(|_| decode_error("faults", f)))
+            .transpose()?,
     })
 }
 
@@ -121,10 +127,11 @@ impl Store {
         let mut tx = self.writer().begin().await?;
         sqlx::query(
             "INSERT INTO webhook_configs (app_id, environment, url, entities, format, batch_window_ms, ordering, \
-               state, state_since, last_error, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, NULL, $8, $8) \
+               state, state_since, last_error, created_at, updated_at, faults) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, NULL, $8, $8, $9) \
              ON CONFLICT (app_id, environment) DO UPDATE SET url = excluded.url, entities = excluded.entities, \
                format = excluded.format, batch_window_ms = excluded.batch_window_ms, ordering = excluded.ordering, \
+               faults = excluded.faults, fault_counter = 0, \
                state = 'active', \
                state_since = CASE WHEN webhook_configs.state = 'active' THEN webhook_configs.state_since ELSE excluded.state_since END, \
                updated_at = excluded.updated_at",
@@ -137,6 +144,7 @@ impl Store {
         .bind(input.batch_window_ms)
         .bind(input.ordering.map(|o| o.as_str()))
         .bind(now.millis())
+        .bind(input.faults.as_ref().map(Faults::to_storage))
         .execute(&mut *tx)
         .await?;
         let stored = config_in(&mut tx, app_id, env).await?;

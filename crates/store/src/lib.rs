@@ -18,6 +18,7 @@ mod connections;
 mod counts;
 mod error;
 pub mod fanout;
+mod faults;
 pub mod ingest;
 mod meta;
 mod migrate;

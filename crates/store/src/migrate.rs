@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, Sql)] = &[
         },
     ),
     (10, Sql::Both(include_str!("migrations/0010_token_scope.sql"))),
+    (11, Sql::Both(include_str!("migrations/0011_faults.sql"))),
 ];
 
 /// Arbitrary but fixed key of the PostgreSQL advisory lock taken while migrating.

@@ -1,5 +1,6 @@
 //! The rows the store reads and writes. Plain data; the server turns them into API shapes.
 
+use ledgerhook_domain::faults::Faults;
 use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Ordering, PayloadFormat, Timestamp};
 
 /// A company.
@@ -100,6 +101,8 @@ pub struct WebhookConfig {
     pub created_at: Timestamp,
     /// When it was last saved.
     pub updated_at: Timestamp,
+    /// Fault injection (sandbox only).
+    pub faults: Option<Faults>,
 }
 
 /// What a `PUT` of a configuration sets.
@@ -115,6 +118,8 @@ pub struct ConfigInput {
     pub batch_window_ms: Option<i64>,
     /// Own ordering.
     pub ordering: Option<Ordering>,
+    /// Fault injection (sandbox only; the caller checks).
+    pub faults: Option<Faults>,
 }
 
 /// An app connected to a realm.

@@ -3,6 +3,7 @@
 use crate::model::{decode_error, environment, WebhookConfig};
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::{Backend, Store, StoreError};
+use ledgerhook_domain::faults::{list_from_storage, list_to_storage, Fault};
 use ledgerhook_domain::{Environment, PayloadFormat, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -107,11 +108,13 @@ pub struct Notification {
     pub next_attempt_at: Option<Timestamp>,
     /// Attempts made so far.
     pub attempt_count: i64,
+    /// Faults injected into it (sandbox configurations with `faults`).
+    pub faults: Vec<Fault>,
 }
 
 pub(crate) const COLUMNS: &str =
     "seq, id, config_id, app_id, environment, realm_id, format, status, test, payload, \
-                                  event_count, created_at, next_attempt_at, attempt_count";
+                                  event_count, created_at, next_attempt_at, attempt_count, faults";
 
 pub(crate) fn notification(row: &AnyRow) -> Result<Notification, sqlx::Error> {
     let format: String = row.try_get("format")?;
@@ -135,6 +138,7 @@ pub(crate) fn notification(row: &AnyRow) -> Result<Notification, sqlx::Error> {
         created_at: Timestamp(row.try_get("created_at")?),
         next_attempt_at: row.try_get::<Option<i64>, _>("next_attempt_at")?.map(Timestamp),
         attempt_count: row.try_get("attempt_count")?,
+        faults: list_from_storage(row.try_get::<Option<String>, _>("faults")?.as_deref()),
     })
 }
 
@@ -152,21 +156,93 @@ pub(crate) struct Made<'a> {
     pub strict: bool,
 }
 
+/// What fault injection decided for one made notification.
+struct Injected {
+    faults: Vec<Fault>,
+    /// Held back until then (a delay).
+    delayed_until: Option<i64>,
+}
+
+/// Decides the faults of every made notification whose configuration has `faults`:
+/// each configuration's counter is advanced by its notifications in this transaction,
+/// and the `n`-th notification's faults are `decide(n)`.
+async fn inject(
+    tx: &mut Transaction<'static, Any>,
+    made: &[Made<'_>],
+    now: Timestamp,
+) -> Result<Vec<Injected>, sqlx::Error> {
+    let mut counts: Vec<(i64, u64)> = Vec::new();
+    for m in made.iter().filter(|m| m.config.faults.is_some()) {
+        match counts.iter_mut().find(|(id, _)| *id == m.config.id) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((m.config.id, 1)),
+        }
+    }
+    let mut next: Vec<(i64, u64)> = Vec::with_capacity(counts.len());
+    for (config_id, n) in counts {
+        let after: i64 = sqlx::query_scalar(
+            "UPDATE webhook_configs SET fault_counter = fault_counter + $1 WHERE id = $2 RETURNING fault_counter",
+        )
+        .bind(n as i64)
+        .bind(config_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        next.push((config_id, (after as u64).saturating_sub(n)));
+    }
+    Ok(made
+        .iter()
+        .map(|m| {
+            let Some(faults) = &m.config.faults else {
+                return Injected {
+                    faults: Vec::new(),
+                    delayed_until: None,
+                };
+            };
+            let counter = next
+                .iter_mut()
+                .find(|(id, _)| *id == m.config.id)
+                .expect("counted above");
+            let decided = faults.decide(counter.1);
+            counter.1 += 1;
+            let delayed_until = decided
+                .contains(&Fault::Delay)
+                .then(|| now.millis() + faults.delay_by.as_millis() as i64);
+            Injected {
+                faults: decided,
+                delayed_until,
+            }
+        })
+        .collect())
+}
+
+/// Whether `m` is due no earlier than its stream's pending retry: under strict ordering,
+/// unless it is held, dropped or delayed (a delay is meant to be overtaken).
+fn queued_in_order(m: &Made<'_>, injected: &Injected) -> bool {
+    m.strict && !m.held && injected.delayed_until.is_none() && !injected.faults.contains(&Fault::Drop)
+}
+
 /// Inserts notifications, 200 per statement: each `held`, or `pending` and due now —
-/// under strict ordering no earlier than its stream's pending retry.
+/// under strict ordering no earlier than its stream's pending retry. Fault injection
+/// applies on the way: a dropped one is stored `delivered` and never sent, a delayed one
+/// is due `delay_by` later.
 pub(crate) async fn insert_notifications(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     made: &[Made<'_>],
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    for chunk in made.chunks(ROWS_PER_STATEMENT) {
+    let injected = inject(tx, made, now).await?;
+    for (chunk, injected) in made
+        .chunks(ROWS_PER_STATEMENT)
+        .zip(injected.chunks(ROWS_PER_STATEMENT))
+    {
         let mut params = Params::new(backend);
         let rows: Vec<String> = chunk
             .iter()
-            .map(|m| {
-                let p: Vec<String> = (0..10).map(|_| params.next()).collect();
-                let due = if m.strict && !m.held {
+            .zip(injected)
+            .map(|(m, injected)| {
+                let p: Vec<String> = (0..12).map(|_| params.next()).collect();
+                let due = if queued_in_order(m, injected) {
                     format!(
                         "COALESCE((SELECT MAX(o.next_attempt_at) FROM notifications o WHERE o.config_id = {} \
                          AND o.realm_id = {} AND o.status = 'retrying'), {})",
@@ -182,15 +258,21 @@ pub(crate) async fn insert_notifications(
             .collect();
         let sql = format!(
             "INSERT INTO notifications (id, config_id, app_id, environment, realm_id, format, status, test, payload, \
-               event_count, created_at, next_attempt_at, attempt_count) VALUES {}",
+               event_count, created_at, faults, delayed_until, next_attempt_at, attempt_count) VALUES {}",
             rows.join(", ")
         );
         let mut query = sqlx::query(&sql);
-        for m in chunk {
-            let (status, due) = if m.held {
+        for (m, injected) in chunk.iter().zip(injected) {
+            let dropped = injected.faults.contains(&Fault::Drop);
+            let (status, due) = if dropped {
+                (NotificationStatus::Delivered, None)
+            } else if m.held {
                 (NotificationStatus::Held, None)
             } else {
-                (NotificationStatus::Pending, Some(now.millis()))
+                (
+                    NotificationStatus::Pending,
+                    Some(injected.delayed_until.unwrap_or(now.millis())),
+                )
             };
             query = query
                 .bind(m.new.id.as_str())
@@ -202,8 +284,10 @@ pub(crate) async fn insert_notifications(
                 .bind(status.as_str())
                 .bind(m.new.payload.as_slice())
                 .bind(m.new.event_count as i64)
-                .bind(now.millis());
-            if m.strict && !m.held {
+                .bind(now.millis())
+                .bind(list_to_storage(&injected.faults))
+                .bind(injected.delayed_until);
+            if queued_in_order(m, injected) {
                 query = query.bind(m.config.id).bind(m.realm_id);
             }
             query = query.bind(due);

@@ -52,6 +52,13 @@ pub async fn metrics(
             "ledgerhook_notifications{{status=\"{status}\"}} {count}\n"
         ));
     }
+    body.push_str("# HELP ledgerhook_faults_injected Retained notifications with each injected fault (sandbox fault injection).\n# TYPE ledgerhook_faults_injected gauge\n");
+    for (fault, count) in state.store.fault_counts().await? {
+        body.push_str(&format!(
+            "ledgerhook_faults_injected{{fault=\"{}\"}} {count}\n",
+            fault.as_str()
+        ));
+    }
     body.push_str("# HELP ledgerhook_webhook_configurations Webhook configurations, by state.\n# TYPE ledgerhook_webhook_configurations gauge\n");
     for (state_name, count) in state.store.config_counts().await? {
         body.push_str(&format!(

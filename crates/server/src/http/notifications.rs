@@ -33,6 +33,7 @@ fn summary_json(n: &Notification) -> Value {
         "created_at": n.created_at.to_rfc3339(),
         "attempts": n.attempt_count,
         "next_attempt_at": n.next_attempt_at.map(|t| t.to_rfc3339()),
+        "faults": n.faults.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
     })
 }
 

@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use ledgerhook_domain::duration::{format_duration, parse_duration};
+use ledgerhook_domain::faults::{Faults, DEFAULT_DELAY_BY};
 use ledgerhook_domain::subscription::{OperationsWanted, SelectionError};
 use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Ordering, PayloadFormat, Timestamp};
 use ledgerhook_store::model::{ConfigInput, WebhookConfig};
@@ -25,6 +26,65 @@ struct PutConfig {
     format: Option<String>,
     batch_window: Option<String>,
     ordering: Option<String>,
+    #[serde(default)]
+    faults: Option<Value>,
+}
+
+/// `faults` as the API takes it (SPEC §9): probabilities per notification.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultsInput {
+    #[serde(default)]
+    drop: f64,
+    #[serde(default)]
+    duplicate: f64,
+    #[serde(default)]
+    delay: f64,
+    delay_by: Option<String>,
+    seed: Option<u64>,
+}
+
+/// Reads `faults` (sandbox configurations only); `null` or absent switches it off.
+fn parse_faults(value: Option<Value>, env: Environment) -> Result<Option<Faults>, ApiError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    if env != Environment::Sandbox {
+        return Err(ApiError::invalid(
+            "faults: fault injection is for sandbox configurations only",
+        ));
+    }
+    let input: FaultsInput =
+        serde_json::from_value(value).map_err(|e| ApiError::invalid(format!("faults: {e}")))?;
+    let delay_by = match input.delay_by.as_deref() {
+        None => DEFAULT_DELAY_BY,
+        Some(text) => parse_duration(text).map_err(|e| ApiError::invalid(format!("faults.delay_by: {e}")))?,
+    };
+    if delay_by > Duration::from_secs(86_400) {
+        return Err(ApiError::invalid("faults.delay_by must be at most 24h"));
+    }
+    let faults = Faults {
+        drop: input.drop,
+        duplicate: input.duplicate,
+        delay: input.delay,
+        delay_by,
+        seed: input.seed.unwrap_or_else(rand::random),
+    };
+    faults.validate().map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(Some(faults))
+}
+
+/// The API form of fault settings.
+fn faults_json(faults: Option<&Faults>) -> Value {
+    faults.map_or(Value::Null, |f| {
+        json!({
+            "drop": f.drop,
+            "duplicate": f.duplicate,
+            "delay": f.delay,
+            "delay_by": format_duration(f.delay_by),
+            "seed": f.seed,
+        })
+    })
 }
 
 /// The environment of a path, or `404`.
@@ -124,12 +184,14 @@ pub fn config_json(state: &AppState, config: &WebhookConfig) -> Value {
         "state": config.state.as_str(),
         "state_since": config.state_since.to_rfc3339(),
         "last_error": config.last_error,
+        "faults": faults_json(config.faults.as_ref()),
         "created_at": config.created_at.to_rfc3339(),
         "updated_at": config.updated_at.to_rfc3339(),
     })
 }
 
-async fn validate(state: &AppState, input: PutConfig) -> Result<ConfigInput, ApiError> {
+async fn validate(state: &AppState, input: PutConfig, env: Environment) -> Result<ConfigInput, ApiError> {
+    let faults = parse_faults(input.faults.clone(), env)?;
     let policy = EndpointPolicy {
         allow_http: state.config.allow_http,
         allow_private_networks: state.config.allow_private_networks,
@@ -163,6 +225,7 @@ async fn validate(state: &AppState, input: PutConfig) -> Result<ConfigInput, Api
         format,
         batch_window_ms,
         ordering,
+        faults,
     })
 }
 
@@ -177,7 +240,7 @@ pub async fn put(
     principal.require_app(&app_id)?;
     let env = environment(&env)?;
     existing_app(&state, &app_id).await?;
-    let input = validate(&state, body.json()?).await?;
+    let input = validate(&state, body.json()?, env).await?;
     let stored = state
         .store
         .put_config(&app_id, env, &input, Timestamp::now())

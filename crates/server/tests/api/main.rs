@@ -8,6 +8,7 @@ mod cdc;
 mod clients;
 mod delivery;
 mod failures;
+mod faults;
 mod ingestion;
 mod management;
 mod oauth;

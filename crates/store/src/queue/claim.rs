@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 
 impl Store {
     /// Notifications due at `now` whose stream has no attempt in flight and — under
-    /// strict ordering — no older undelivered notification; soonest first, one per
+    /// strict ordering — no older undelivered notification (one held back by an injected
+    /// delay does not count while it is held); soonest first, one per
     /// stream, at most `limit` rows read.
     pub async fn claimable(
         &self,
@@ -31,7 +32,8 @@ impl Store {
                              AND l.lease_until > $1) \
              AND (COALESCE(wc.ordering, $2) = 'best-effort' OR NOT EXISTS ( \
                   SELECT 1 FROM notifications o WHERE o.config_id = n.config_id AND o.realm_id = n.realm_id \
-                  AND o.seq < n.seq AND o.status IN ('pending', 'retrying', 'held'))) \
+                  AND o.seq < n.seq AND o.status IN ('pending', 'retrying', 'held') \
+                  AND (o.delayed_until IS NULL OR o.delayed_until <= $1))) \
              ORDER BY n.next_attempt_at, n.seq LIMIT $3"
         ))
         .bind(now.millis())

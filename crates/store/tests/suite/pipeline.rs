@@ -85,6 +85,7 @@ async fn fixture(kind: Kind) -> Option<Fixture> {
         format: PayloadFormat::Legacy,
         batch_window_ms: None,
         ordering: None,
+        faults: None,
     };
     let config = store
         .put_config(&app.id, Environment::Sandbox, &input, T0)
