@@ -2,11 +2,13 @@
 //!
 //! - `ledgerhook serve`: the whole server in one process.
 //! - `ledgerhook config`: prints the effective settings and where each came from.
+//! - `ledgerhook listen`: a local endpoint for development that prints each event.
 //! - `ledgerhook mirror`: the receiver SDK's reference app, a local copy of connected
 //!   realms' entities.
 //! - `ledgerhook relay`: the receiver SDK as a sidecar, forwarding each change to an app
 //!   in any language.
 
+mod listen;
 mod mirror;
 mod receiving;
 mod relay;
@@ -29,6 +31,7 @@ fn cli() -> Command {
         .subcommand(settings::add_args(
             Command::new("config").about("Print the effective settings and where each came from"),
         ))
+        .subcommand(listen::command())
         .subcommand(mirror::command())
         .subcommand(relay::command())
 }
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
             init_logging();
             mirror::run(args)
         }
+        Some(("listen", args)) => listen::run(args),
         Some(("relay", args)) => {
             init_logging();
             relay::run(args)

@@ -5,6 +5,7 @@
 
 mod convergence;
 mod crash;
+mod listen;
 mod mirror;
 mod nodes;
 mod support;
