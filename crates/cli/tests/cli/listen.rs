@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 const OPERATOR: &str = "listen-test-operator-token";
 
+/// What the app got: body, `intuit-signature`, `webhook-id`.
+type Forwarded = (Vec<u8>, Option<String>, Option<String>);
+
 /// A running `ledgerhook listen` whose stdout lines are collected.
 struct Listening {
     child: Child,
@@ -212,7 +215,7 @@ fn listen_json_and_forward_to_pass_the_notification_on_unchanged() {
     let setup = Setup::new();
     // The app under development: records what it gets, answers 202.
     let app_port = free_port();
-    let received: Arc<Mutex<Vec<(Vec<u8>, Option<String>, Option<String>)>>> = Arc::default();
+    let received: Arc<Mutex<Vec<Forwarded>>> = Arc::default();
     let sink = received.clone();
     let server = tiny_http_like(app_port, move |body, intuit, id| {
         sink.lock().unwrap().push((body, intuit, id));
