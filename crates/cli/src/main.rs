@@ -16,7 +16,7 @@ mod settings;
 
 use anyhow::Context;
 use clap::{ArgMatches, Command};
-use ledgerhook_server::Server;
+use ledgerhook_server::{LogFormat, Server};
 use std::process::ExitCode;
 
 fn cli() -> Command {
@@ -71,7 +71,7 @@ fn print_config(args: &ArgMatches) -> anyhow::Result<()> {
 fn serve(args: &ArgMatches) -> anyhow::Result<()> {
     let layered = settings::from_matches(args)?;
     let config = settings::to_config(&layered)?;
-    init_logging();
+    init_logging_as(config.log_format);
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async {
         let shutdown = shutdown_signal()?;
@@ -86,15 +86,29 @@ fn serve(args: &ArgMatches) -> anyhow::Result<()> {
     })
 }
 
-/// Logs go to stderr; `LEDGERHOOK_LOG` takes a tracing filter (default `info`).
+/// Logs go to stderr as text; `LEDGERHOOK_LOG` takes a tracing filter (default `info`).
 fn init_logging() {
+    init_logging_as(LogFormat::Text);
+}
+
+/// Logs go to stderr in `format`: text, or one JSON object per line with the fields of
+/// the spans it is in (an HTTP request's `request_id`).
+fn init_logging_as(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGERHOOK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called (not

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod edge;
 pub mod endpoint;
 pub mod http;
 pub mod ingest;
@@ -17,6 +18,6 @@ mod server;
 pub mod state;
 pub mod throttle;
 
-pub use config::{Config, RetryPolicy};
+pub use config::{Config, LogFormat, RetryPolicy};
 pub use server::{RunningServer, Server, StartError};
 pub use state::AppState;

@@ -1,7 +1,7 @@
 //! Starting and stopping the whole server.
 
 use crate::pipeline::Pipeline;
-use crate::{auth, http, AppState, Config};
+use crate::{auth, edge, http, AppState, Config};
 use ledgerhook_delivery::aggregator::Aggregator;
 use ledgerhook_delivery::duplicator::Duplicator;
 use ledgerhook_delivery::janitor::Janitor;
@@ -131,9 +131,11 @@ impl RunningServer {
         };
         let duplicator = tokio::spawn(duplicator.run(stopping.clone(), background.duplicator.clone()));
         let app = http::router(self.state.clone());
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let limits = edge::Limits {
+            max_connections: self.state.config.max_connections,
+            header_read_timeout: self.state.config.header_read_timeout,
+        };
+        let result = edge::serve(self.listener, app, limits, shutdown).await;
         let _ = stop_background.send(true);
         let _ = aggregator.await;
         let _ = janitor.await;

@@ -44,6 +44,8 @@ pub struct AppState {
     pub background: BackgroundStatus,
     /// `v3-rate-limit`, per (app, realm).
     pub v3_throttle: Arc<Throttle>,
+    /// `api-rate-limit`, per token.
+    pub api_throttle: Arc<Throttle>,
     /// The OpenID Connect signing key, read (or made) on first use.
     pub oidc_key: Arc<tokio::sync::OnceCell<Arc<crate::oidc::SigningKey>>>,
 }
@@ -112,6 +114,7 @@ impl AppState {
             pipeline.handle(),
         );
         let v3_throttle = Arc::new(Throttle::new(config.v3_rate_limit));
+        let api_throttle = Arc::new(Throttle::new(config.api_rate_limit));
         AppState {
             store,
             config: Arc::new(config),
@@ -126,6 +129,7 @@ impl AppState {
             pipeline,
             background: BackgroundStatus::default(),
             v3_throttle,
+            api_throttle,
             oidc_key: Arc::new(tokio::sync::OnceCell::new()),
         }
     }

@@ -1,5 +1,6 @@
-//! `v3-rate-limit`: QuickBooks' throttle per (app, realm) on the `/v3` API, for tests of
-//! client back-off. A fixed window per key: at most `count` requests in each `period`
+//! Fixed-window rate limits: `v3-rate-limit` (QuickBooks' throttle per (app, realm) on
+//! the `/v3` API, for tests of client back-off) and `api-rate-limit` (per token on
+//! `/api/v1`). A fixed window per key: at most `count` requests in each `period`
 //! from the key's first request of that window. In this process only (each node counts
 //! its own requests).
 

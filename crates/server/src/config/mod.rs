@@ -69,8 +69,25 @@ pub struct Config {
     pub token_lifetime: Duration,
     /// `v3-rate-limit`: requests per realm and app on `/v3`, if limited.
     pub v3_rate_limit: Option<Rate>,
+    /// `api-rate-limit`: requests per token on `/api/v1`, if limited (per process).
+    pub api_rate_limit: Option<Rate>,
+    /// `header-read-timeout`: a connection without complete request headers by then is closed.
+    pub header_read_timeout: Duration,
+    /// `max-connections`: open HTTP connections at once.
+    pub max_connections: u32,
+    /// `log-format`: how log lines are written.
+    pub log_format: LogFormat,
     /// The operator token from `LEDGERHOOK_ADMIN_TOKEN`, replacing any stored one.
     pub admin_token: Option<String>,
+}
+
+/// `log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for Config {

@@ -6,7 +6,7 @@
 //! [`SETTINGS`] is the single list of names and defaults: `Config::default()` is
 //! [`to_config`] of the defaults alone.
 
-use super::{Config, RetryPolicy};
+use super::{Config, LogFormat, RetryPolicy};
 use ledgerhook_domain::duration::{parse_byte_size, parse_duration};
 use ledgerhook_domain::rate::Rate;
 use ledgerhook_store::{BadDatabaseUrl, DatabaseUrl};
@@ -180,6 +180,30 @@ pub static SETTINGS: &[Setting] = &[
         "LEDGERHOOK_V3_RATE_LIMIT",
         None,
         "QuickBooks' throttle on /v3 per realm and app, e.g. 500/min (over it: 429, Fault 003001)",
+    ),
+    setting(
+        "api-rate-limit",
+        "LEDGERHOOK_API_RATE_LIMIT",
+        None,
+        "requests per token on /api/v1, e.g. 200/s (over it: 429 with Retry-After); per process",
+    ),
+    setting(
+        "header-read-timeout",
+        "LEDGERHOOK_HEADER_READ_TIMEOUT",
+        Some("10s"),
+        "a connection that has not sent its request headers by then is closed",
+    ),
+    setting(
+        "max-connections",
+        "LEDGERHOOK_MAX_CONNECTIONS",
+        Some("10000"),
+        "open HTTP connections at once; more wait in the listen backlog",
+    ),
+    setting(
+        "log-format",
+        "LEDGERHOOK_LOG_FORMAT",
+        Some("text"),
+        "text or json (one object per line, with the request id of each HTTP request)",
     ),
     setting(
         "admin-token",
@@ -408,6 +432,16 @@ pub fn to_config(layered: &Layered) -> Result<Config, SettingsError> {
         token_lifetime: required(layered, "token-lifetime", positive_duration)?,
         v3_rate_limit: parse_with(layered, "v3-rate-limit", |v| {
             Rate::parse(v).map_err(|e| e.to_string())
+        })?,
+        api_rate_limit: parse_with(layered, "api-rate-limit", |v| {
+            Rate::parse(v).map_err(|e| e.to_string())
+        })?,
+        header_read_timeout: required(layered, "header-read-timeout", positive_duration)?,
+        max_connections: required(layered, "max-connections", positive_integer)?,
+        log_format: required(layered, "log-format", |v| match v {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json".to_owned()),
         })?,
         // An empty token is no token (an unset variable in many deployment tools).
         admin_token: parse_with(layered, "admin-token", |v| Ok(v.to_owned()))?.filter(|t| !t.is_empty()),

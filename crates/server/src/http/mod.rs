@@ -5,6 +5,7 @@ mod apps;
 mod body;
 mod connections;
 mod dashboard;
+mod edge_layers;
 mod error;
 mod events;
 mod health;
@@ -93,6 +94,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            crate::edge::BODY_READ_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge_layers::api_rate_limit,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(edge_layers::request_id))
         .with_state(state)
 }

@@ -7,6 +7,7 @@ mod aggregation;
 mod cdc;
 mod clients;
 mod delivery;
+mod edge;
 mod failures;
 mod faults;
 mod ingestion;
