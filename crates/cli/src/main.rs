@@ -105,8 +105,8 @@ fn init_logging_as(format: LogFormat) {
             .init(),
         LogFormat::Json => builder
             .json()
-            .with_current_span(true)
-            .with_span_list(false)
+            .with_current_span(false)
+            .with_span_list(true)
             .init(),
     }
 }

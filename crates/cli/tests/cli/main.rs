@@ -182,6 +182,13 @@ const BAD_VALUES: &[(&str, &str)] = &[
     ("max-body-size", "0"),
     ("retry-policy", "sometimes"),
     ("sqlite-synchronous", "extra"),
+    ("api-rate-limit", "fast"),
+    ("api-rate-limit", "0/s"),
+    ("header-read-timeout", "0"),
+    ("header-read-timeout", "soon"),
+    ("max-connections", "0"),
+    ("max-connections", "lots"),
+    ("log-format", "xml"),
     ("allow-http", "maybe"),
     ("allow-private-networks", "2"),
     ("ca-file", "/nonexistent/ca.pem"),
@@ -501,4 +508,50 @@ fn no_secret_reaches_the_log_even_at_trace_level() {
         );
     }
     assert!(server.terminate().success());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::sqlite();
+    let server = ServerProcess::start(
+        dir.path(),
+        &db.url,
+        &["--log-format", "json"],
+        &[("LEDGERHOOK_LOG", "info,tower_http=debug")],
+    );
+    let answer = http()
+        .get(format!("{}/healthz", server.base))
+        .header("x-request-id", "json-log-request-7")
+        .send()
+        .unwrap();
+    assert_eq!(answer.headers()["x-request-id"], "json-log-request-7");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let stderr = loop {
+        let stderr = server.stderr();
+        if stderr.contains("json-log-request-7") || std::time::Instant::now() > deadline {
+            break stderr;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("ledgerhook: "))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let of_request: Vec<&serde_json::Value> = logs
+        .iter()
+        .filter(|l| {
+            l["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|s| s["request_id"] == "json-log-request-7"))
+        })
+        .collect();
+    assert!(
+        !of_request.is_empty(),
+        "no line carries the request id:\n{stderr}"
+    );
+    assert!(of_request
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
 }
