@@ -7,7 +7,10 @@
 //!   realms' entities.
 //! - `ledgerhook relay`: the receiver SDK as a sidecar, forwarding each change to an app
 //!   in any language.
+//! - `ledgerhook realms|apps|webhooks|connections|events|notifications …`: a client of a
+//!   running server; `ledgerhook completions SHELL`.
 
+mod client;
 mod listen;
 mod mirror;
 mod receiving;
@@ -34,10 +37,16 @@ fn cli() -> Command {
         .subcommand(listen::command())
         .subcommand(mirror::command())
         .subcommand(relay::command())
+        .subcommands(client::commands())
 }
 
 fn main() -> ExitCode {
     let matches = cli().get_matches();
+    match matches.subcommand() {
+        Some((name, args)) if client::is_client(name) => return client::run(name, args),
+        Some(("completions", args)) => return client::completions(&mut cli(), args),
+        _ => {}
+    }
     let result = match matches.subcommand() {
         Some(("serve", args)) => serve(args),
         Some(("config", args)) => print_config(args),

@@ -104,6 +104,8 @@ type Reply = oneshot::Sender<Result<Appended, InboxError>>;
 #[derive(Clone)]
 pub struct Inbox {
     pool: SqlitePool,
+    #[cfg(feature = "worker")]
+    worker_pool: SqlitePool,
     writer: mpsc::Sender<(Incoming, Reply)>,
     arrived: Arc<Notify>,
 }
@@ -139,8 +141,12 @@ impl Inbox {
         let (writer, requests) = mpsc::channel(4 * GROUP);
         let arrived = Arc::new(Notify::new());
         tokio::spawn(write_groups(pool.clone(), requests, arrived.clone()));
+        #[cfg(feature = "worker")]
+        let worker_pool = crate::sqlite::open_worker_state(path).await.store()?;
         Ok(Inbox {
             pool,
+            #[cfg(feature = "worker")]
+            worker_pool,
             writer,
             arrived,
         })
@@ -195,11 +201,13 @@ impl Inbox {
     /// The connection, for the worker's bookkeeping in the same file.
     #[cfg(feature = "worker")]
     pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+        &self.worker_pool
     }
 
     /// Closes the file.
     pub async fn close(&self) {
+        #[cfg(feature = "worker")]
+        self.worker_pool.close().await;
         self.pool.close().await;
     }
 }

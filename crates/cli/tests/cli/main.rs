@@ -3,6 +3,7 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // tests are clients and peers of the server
 
+mod client;
 mod convergence;
 mod crash;
 mod listen;
