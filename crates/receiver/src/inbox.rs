@@ -198,9 +198,9 @@ impl Inbox {
         self.arrived.notified().await;
     }
 
-    /// The connection, for the worker's bookkeeping in the same file.
+    /// The connections for the worker's state in the same file (`synchronous = NORMAL`).
     #[cfg(feature = "worker")]
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn worker_state(&self) -> &SqlitePool {
         &self.worker_pool
     }
 

@@ -217,7 +217,7 @@ impl<A: Apply> Worker<A> {
         repair: Option<Repair>,
         options: WorkerOptions,
     ) -> Result<Worker<A>, WorkerError> {
-        let pool = inbox.pool().clone();
+        let pool = inbox.worker_state().clone();
         let books = Bookkeeping::open(pool.clone()).await.store()?;
         let queues = Queues::open(pool.clone()).await.store()?;
         let repair = match repair {
