@@ -502,7 +502,7 @@ fn a_hundred_thousand_events_show_progress_on_a_terminal_and_survive_a_kill_half
     let out = cli.run(&["events", "emit", &realm_id, "--file", &file]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty());
-    assert_eq!(customer_count(&server.base, &realm_id, &token), total as u64);
+    assert_eq!(customer_count(&server.base, &realm_id, &token), total);
     for id in (0..total).step_by(9_973) {
         let customer: Value = http()
             .get(format!("{}/v3/company/{realm_id}/customer/{id}", server.base))
