@@ -6,6 +6,9 @@
 //! moment and commits them in one transaction (one fsync), then answers each. Under
 //! concurrency the cost of the fsync is shared; no append is answered before its commit.
 //!
+//! The inbox is append-only. Its reader (the worker) keeps its position in a file of its
+//! own, so appends never wait for a lock the reader holds.
+//!
 //! A notification that carries a dedupe key (its `webhook-id`, or the ids of its
 //! CloudEvents) is stored once: a redelivery of it is answered as a [`Appended::Duplicate`]
 //! and stores nothing.
@@ -118,7 +121,6 @@ impl Inbox {
             "CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, webhook_id TEXT, \
              content_type TEXT NOT NULL, body BLOB NOT NULL, received_at INTEGER NOT NULL, \
              done INTEGER NOT NULL DEFAULT 0)",
-            "CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (seq) WHERE done = 0",
         ] {
             sqlx::query(sql).execute(&pool).await.store()?;
         }
@@ -142,7 +144,9 @@ impl Inbox {
         let arrived = Arc::new(Notify::new());
         tokio::spawn(write_groups(pool.clone(), requests, arrived.clone()));
         #[cfg(feature = "worker")]
-        let worker_pool = crate::sqlite::open_worker_state(path).await.store()?;
+        let worker_pool = crate::sqlite::open_worker_state(&worker_file(path))
+            .await
+            .store()?;
         Ok(Inbox {
             pool,
             #[cfg(feature = "worker")]
@@ -162,14 +166,18 @@ impl Inbox {
         answer.await.map_err(|_| InboxError::closed())?
     }
 
-    /// The oldest entries not yet done, at most `limit`.
-    pub async fn pending(&self, limit: u32) -> Result<Vec<Received>, InboxError> {
+    /// The entries after position `after` (0: from the start), oldest first, at most
+    /// `limit`. The inbox itself is append-only: a reader keeps its own position (the
+    /// worker keeps it in its own file).
+    pub async fn entries_after(&self, after: i64, limit: u32) -> Result<Vec<Received>, InboxError> {
         let rows = sqlx::query(
-            "SELECT seq, webhook_id, content_type, body, received_at FROM inbox WHERE done = 0 ORDER BY seq LIMIT ?",
+            "SELECT seq, webhook_id, content_type, body, received_at FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?",
         )
+        .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await.store()?;
+        .await
+        .store()?;
         rows.iter()
             .map(|row| {
                 Ok(Received {
@@ -184,9 +192,19 @@ impl Inbox {
             .store()
     }
 
-    /// How many entries are not yet done.
-    pub async fn depth(&self) -> Result<i64, InboxError> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE done = 0")
+    /// The position the worker of an inbox file written before the worker kept its own
+    /// file had reached (entries it marked done), so an upgrade does not take them again.
+    pub(crate) async fn marked_done_through(&self) -> Result<i64, InboxError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM inbox WHERE done = 1")
+            .fetch_one(&self.pool)
+            .await
+            .store()
+    }
+
+    /// How many entries come after position `after`.
+    pub async fn count_after(&self, after: i64) -> Result<i64, InboxError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE seq > ?")
+            .bind(after)
             .fetch_one(&self.pool)
             .await
             .store()
@@ -198,7 +216,9 @@ impl Inbox {
         self.arrived.notified().await;
     }
 
-    /// The connections for the worker's state in the same file (`synchronous = NORMAL`).
+    /// The connections to the worker's own file beside the inbox (`inbox.worker.db` for
+    /// `inbox.db`): the worker writes there, never in the inbox, so the inbox's single
+    /// writer never waits for a lock.
     #[cfg(feature = "worker")]
     pub(crate) fn worker_state(&self) -> &SqlitePool {
         &self.worker_pool
@@ -210,6 +230,14 @@ impl Inbox {
         self.worker_pool.close().await;
         self.pool.close().await;
     }
+}
+
+/// The worker's file beside the inbox file `path`.
+#[cfg(feature = "worker")]
+fn worker_file(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_stem().unwrap_or_default().to_os_string();
+    name.push(".worker.db");
+    path.with_file_name(name)
 }
 
 /// The writer: each wake-up commits every append waiting (up to [`GROUP`]) in one

@@ -1,10 +1,11 @@
-//! The worker's per-realm queues, in the inbox file: the events taken from the inbox
+//! The worker's per-realm queues, in the worker's file beside the inbox: the events taken from the inbox
 //! (`worker_events`), each realm's state (`worker_realms`: when it was last heard from,
 //! its failures and when it may be tried again, the last error) and the dead letters
 //! (`worker_dead`: events given up on after too many failed tries, with the reason).
 //!
-//! Moving a notification's events from the inbox into these queues and marking it done
-//! is one transaction, so a crash in between neither loses nor doubles an event.
+//! Moving a notification's events into these queues and moving the position in the inbox
+//! past it (`worker_position`) is one transaction, so a crash in between neither loses
+//! nor doubles an event.
 
 use crate::payload::Event;
 use ledgerhook_domain::{Operation, Timestamp};
@@ -101,6 +102,7 @@ impl Queues {
             // A CloudEvent is queued once, whichever notification carried it.
             "CREATE UNIQUE INDEX IF NOT EXISTS worker_events_once ON worker_events (event_id) WHERE event_id IS NOT NULL",
             "CREATE TABLE IF NOT EXISTS worker_realms (realm_id TEXT PRIMARY KEY, heard_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS worker_position (id INTEGER PRIMARY KEY, taken_through INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS worker_dead (seq INTEGER PRIMARY KEY AUTOINCREMENT, realm_id TEXT NOT NULL, \
              entity TEXT NOT NULL, entity_id TEXT NOT NULL, operation TEXT NOT NULL, last_updated INTEGER NOT NULL, \
              deleted_id TEXT, event_id TEXT, received_at INTEGER NOT NULL, reason TEXT NOT NULL, dead_at INTEGER NOT NULL)",
@@ -128,7 +130,7 @@ impl Queues {
         Ok(Queues { pool })
     }
 
-    /// Queues the events of inbox entries and marks those entries done, in one
+    /// Queues the events of inbox entries and moves the position past them, in one
     /// transaction. Answers how many events were queued.
     pub(crate) async fn take(&self, entries: &[(i64, Vec<Event>, i64)]) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
@@ -139,10 +141,23 @@ impl Queues {
                 queued += 1;
             }
         }
-        let seqs: Vec<i64> = entries.iter().map(|(seq, _, _)| *seq).collect();
-        mark_done(&mut tx, &seqs).await?;
+        let through = entries.iter().map(|(seq, _, _)| *seq).max().unwrap_or(0);
+        sqlx::query(
+            "INSERT INTO worker_position (id, taken_through) VALUES (1, ?) \
+             ON CONFLICT (id) DO UPDATE SET taken_through = MAX(worker_position.taken_through, excluded.taken_through)",
+        )
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(queued)
+    }
+
+    /// The last inbox position taken in, if the worker has taken any.
+    pub(crate) async fn taken_through(&self) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT taken_through FROM worker_position WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
     }
 
     /// Realms with queued events that may be tried at `now`.
@@ -351,15 +366,4 @@ impl Queues {
             })
             .collect()
     }
-}
-
-/// Marks inbox entries done inside the worker's transaction.
-async fn mark_done(tx: &mut sqlx::SqliteConnection, seqs: &[i64]) -> Result<(), sqlx::Error> {
-    for seq in seqs {
-        sqlx::query("UPDATE inbox SET done = 1 WHERE seq = ?")
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
 }

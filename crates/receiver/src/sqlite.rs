@@ -1,9 +1,8 @@
-//! The SQLite files of the receiver side: WAL with `synchronous = FULL` for the inbox's
-//! appends, so that what was answered survives a crash of the app or the machine; and
-//! `synchronous = NORMAL` for the worker's own state in the same file, whose commits then
-//! cost no fsync (they survive a crash of the app; after a power failure the last of them
-//! may be lost, which makes the worker take those entries in and apply those changes
-//! again — never lose them).
+//! The SQLite files of the receiver side: the inbox with WAL and `synchronous = FULL`, so
+//! that what was answered survives a crash of the app or the machine; and the worker's
+//! own file with `synchronous = NORMAL`, whose commits cost no fsync (they survive a crash
+//! of the app; after a power failure the last of them may be lost, which makes the worker
+//! take those entries in and apply those changes again — never lose them).
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -15,7 +14,7 @@ pub(crate) async fn open_durable(path: &Path) -> Result<SqlitePool, sqlx::Error>
     open(path, SqliteSynchronous::Full, 2).await
 }
 
-/// Opens the same file for the worker's state (`synchronous = NORMAL`).
+/// Opens the worker's file (`synchronous = NORMAL`).
 #[cfg(feature = "worker")]
 pub(crate) async fn open_worker_state(path: &Path) -> Result<SqlitePool, sqlx::Error> {
     open(path, SqliteSynchronous::Normal, 4).await

@@ -256,8 +256,9 @@ impl<A: Apply> Worker<A> {
     /// Moves every pending inbox entry into the realms' queues.
     pub async fn intake(&self) -> Result<Processed, WorkerError> {
         let mut done = Processed::default();
+        let mut position = self.position().await?;
         loop {
-            let entries = self.inner.inbox.pending(ROUND).await?;
+            let entries = self.inner.inbox.entries_after(position, ROUND).await?;
             if entries.is_empty() {
                 return Ok(done);
             }
@@ -273,7 +274,17 @@ impl<A: Apply> Worker<A> {
                 taken.push((entry.seq, events, entry.received_at));
             }
             self.inner.queues.take(&taken).await.store()?;
+            position = entries.last().map_or(position, |e| e.seq);
             done.entries += entries.len();
+        }
+    }
+
+    /// The last inbox position taken in (for a file of an older release, where the
+    /// worker marked entries done instead, the last one it marked).
+    async fn position(&self) -> Result<i64, WorkerError> {
+        match self.inner.queues.taken_through().await.store()? {
+            Some(position) => Ok(position),
+            None => Ok(self.inner.inbox.marked_done_through().await?),
         }
     }
 

@@ -59,7 +59,7 @@ impl<A: Apply> Worker<A> {
             });
         }
         Ok(WorkerStatus {
-            inbox_depth: self.inner.inbox.depth().await?,
+            inbox_depth: self.inner.inbox.count_after(self.position().await?).await?,
             realms,
         })
     }
