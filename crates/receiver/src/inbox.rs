@@ -194,6 +194,7 @@ impl Inbox {
 
     /// The position the worker of an inbox file written before the worker kept its own
     /// file had reached (entries it marked done), so an upgrade does not take them again.
+    #[cfg(feature = "worker")]
     pub(crate) async fn marked_done_through(&self) -> Result<i64, InboxError> {
         sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM inbox WHERE done = 1")
             .fetch_one(&self.pool)
