@@ -109,6 +109,8 @@ pub struct Inbox {
     pool: SqlitePool,
     #[cfg(feature = "worker")]
     worker_pool: SqlitePool,
+    #[cfg(feature = "worker")]
+    worker_durable: SqlitePool,
     writer: mpsc::Sender<(Incoming, Reply)>,
     arrived: Arc<Notify>,
 }
@@ -147,10 +149,14 @@ impl Inbox {
         let worker_pool = crate::sqlite::open_worker_state(&worker_file(path))
             .await
             .store()?;
+        #[cfg(feature = "worker")]
+        let worker_durable = crate::sqlite::open_durable(&worker_file(path)).await.store()?;
         Ok(Inbox {
             pool,
             #[cfg(feature = "worker")]
             worker_pool,
+            #[cfg(feature = "worker")]
+            worker_durable,
             writer,
             arrived,
         })
@@ -225,10 +231,19 @@ impl Inbox {
         &self.worker_pool
     }
 
+    /// The worker's file again, with `synchronous = FULL`: for what must survive a power
+    /// failure too (a rotated refresh token: the server has retired the old one).
+    #[cfg(feature = "worker")]
+    pub(crate) fn worker_state_durable(&self) -> &SqlitePool {
+        &self.worker_durable
+    }
+
     /// Closes the file.
     pub async fn close(&self) {
         #[cfg(feature = "worker")]
         self.worker_pool.close().await;
+        #[cfg(feature = "worker")]
+        self.worker_durable.close().await;
         self.pool.close().await;
     }
 }

@@ -223,7 +223,7 @@ impl<A: Apply> Worker<A> {
         let repair = match repair {
             Some(repair) => {
                 let tokens = Tokens::open(
-                    pool,
+                    inbox.worker_state_durable().clone(),
                     repair.client.clone(),
                     repair.oauth.clone(),
                     &repair.credentials,
