@@ -2,6 +2,7 @@
 //!
 //! - `ledgerhook serve`: the whole server in one process.
 //! - `ledgerhook config`: prints the effective settings and where each came from.
+//! - `ledgerhook demo`: a narrated tour on a temporary database.
 //! - `ledgerhook listen`: a local endpoint for development that prints each event.
 //! - `ledgerhook mirror`: the receiver SDK's reference app, a local copy of connected
 //!   realms' entities.
@@ -11,6 +12,7 @@
 //!   running server; `ledgerhook completions SHELL`.
 
 mod client;
+mod demo;
 mod listen;
 mod mirror;
 mod receiving;
@@ -34,6 +36,7 @@ fn cli() -> Command {
         .subcommand(settings::add_args(
             Command::new("config").about("Print the effective settings and where each came from"),
         ))
+        .subcommand(demo::command())
         .subcommand(listen::command())
         .subcommand(mirror::command())
         .subcommand(relay::command())
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
             mirror::run(args)
         }
         Some(("listen", args)) => listen::run(args),
+        Some(("demo", args)) => demo::run(args),
         Some(("relay", args)) => {
             init_logging();
             relay::run(args)

@@ -6,6 +6,7 @@
 mod client;
 mod convergence;
 mod crash;
+mod demo;
 mod listen;
 mod mirror;
 mod nodes;
