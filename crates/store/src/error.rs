@@ -54,11 +54,45 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached or could not take the write (it went
+    /// away, did not answer in time, is shutting down, or its disk is full): worth
+    /// trying again later, and nothing was committed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(err) | StoreError::Migration { source: err, .. } => sqlx_unavailable(err),
+            StoreError::Recording(inner) => inner.is_unavailable(),
+            StoreError::Io { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `what`.
     pub(crate) fn unique_as_conflict(err: sqlx::Error, what: &str) -> StoreError {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_owned()),
             _ => StoreError::Database(err),
         }
+    }
+}
+
+/// Whether `err` says the database is unreachable or cannot write now.
+fn sqlx_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            true
+        }
+        sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL: connection exceptions (08…), operator intervention (57P01–57P03:
+            // shutting down, cannot connect now), disk full (53100). SQLite: 13 (full), 10
+            // (I/O error), 14 (cannot open), 5 (busy past its timeout).
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code == "53100"
+                || matches!(code.as_ref(), "13" | "10" | "14" | "5")
+                || db.message().contains("database or disk is full")
+        }
+        _ => false,
     }
 }

@@ -127,7 +127,7 @@ async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, Store
         AnyPoolOptions::new()
             .max_connections(max)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _meta| {
                 let pragmas = pragmas.clone();
                 Box::pin(async move {
@@ -204,6 +204,10 @@ async fn checkpoint_loop(store: std::sync::Weak<Inner>, connection: AnyPool) {
 /// would evict and re-prepare them on nearly every use.
 const STATEMENT_CACHE: u32 = 2000;
 
+/// How long a request waits for a database connection before it is answered `503`: a
+/// database that went away must not make requests hang.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// `url` with sqlx's `statement-cache-capacity` set, unless it sets one.
 fn with_statement_cache(url: &str) -> String {
     if url.contains("statement-cache-capacity=") {
@@ -216,7 +220,7 @@ fn with_statement_cache(url: &str) -> String {
 async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
     let pool = AnyPoolOptions::new()
         .max_connections(options.max_connections.max(2))
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 conn.execute("SET synchronous_commit = on").await?;

@@ -65,10 +65,24 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// `503 unavailable` for a database that cannot be reached or cannot write now; the
+    /// cause is logged whole.
+    pub fn unavailable(err: &(dyn std::error::Error + 'static)) -> ApiError {
+        tracing::warn!(error = %Chain(err), "the database is unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database is unavailable; nothing was stored, try again shortly",
+        )
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            other if other.is_unavailable() => ApiError::unavailable(&other),
             other => ApiError::internal(&other),
         }
     }
@@ -82,6 +96,9 @@ impl From<crate::ingest::IngestError> for ApiError {
                 "unavailable",
                 "the server is shutting down; nothing was stored, retry on another node or later",
             ),
+            crate::ingest::IngestError::Store(store) if store.is_unavailable() => {
+                ApiError::unavailable(store.as_ref())
+            }
             other => ApiError::internal(&other),
         }
     }

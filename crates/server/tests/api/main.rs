@@ -13,6 +13,7 @@ mod faults;
 mod ingestion;
 mod management;
 mod oauth;
+mod outage;
 mod quickbooks;
 mod support;
 mod v3;
