@@ -14,6 +14,7 @@ mod ingestion;
 mod management;
 mod oauth;
 mod outage;
+mod properties;
 mod quickbooks;
 mod support;
 mod v3;
