@@ -146,7 +146,12 @@ impl Dispatcher {
             body: &notification.payload,
         };
         let attempt = self.options.client.send(&request).await;
-        self.options.metrics.attempt(attempt.outcome, attempt.duration_ms);
+        self.options.metrics.attempt(
+            attempt.outcome,
+            attempt.duration_ms,
+            &notification.app_id,
+            notification.environment.as_str(),
+        );
         Ok(attempt)
     }
 

@@ -52,6 +52,13 @@ pub async fn metrics(
             "ledgerhook_notifications{{status=\"{status}\"}} {count}\n"
         ));
     }
+    let now = ledgerhook_domain::Timestamp::now();
+    let (depth, oldest) = state.store.queue_stats(now).await?;
+    let age = oldest.map_or(0.0, |at| (now.millis() - at.millis()).max(0) as f64 / 1000.0);
+    body.push_str(&format!(
+        "# HELP ledgerhook_queue_depth Notifications waiting to be sent (pending or retrying).\n# TYPE ledgerhook_queue_depth gauge\nledgerhook_queue_depth {depth}\n\
+         # HELP ledgerhook_queue_oldest_due_age_seconds How long the oldest due notification has been due (0 when none is).\n# TYPE ledgerhook_queue_oldest_due_age_seconds gauge\nledgerhook_queue_oldest_due_age_seconds {age}\n"
+    ));
     body.push_str("# HELP ledgerhook_faults_injected Retained notifications with each injected fault (sandbox fault injection).\n# TYPE ledgerhook_faults_injected gauge\n");
     for (fault, count) in state.store.fault_counts().await? {
         body.push_str(&format!(

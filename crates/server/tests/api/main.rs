@@ -12,6 +12,7 @@ mod failures;
 mod faults;
 mod ingestion;
 mod management;
+mod metrics;
 mod oauth;
 mod outage;
 mod properties;
