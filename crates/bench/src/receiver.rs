@@ -93,6 +93,7 @@ fn stats(hook: &Receiver, skip: usize) -> Value {
         .filter_map(|r| r.headers.get("webhook-id").map(String::as_str))
         .collect();
     json!({"requests": seen.len(), "duplicates": seen.len() - distinct.len(), "events": events, "span_ms": span_ms,
+           "connections": hook.connections(),
            "p50_ms": percentile(&latencies, 50), "p99_ms": percentile(&latencies, 99), "slowest": slowest})
 }
 

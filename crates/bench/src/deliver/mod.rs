@@ -50,6 +50,11 @@ pub struct Args {
     /// Endpoints that never answer (isolation mode).
     #[arg(long, default_value_t = 0)]
     dead: usize,
+    /// Fan-out: this many apps, each with its own endpoint on the one receiver host
+    /// (`/hook/1`, `/hook/2`, …), all connected to the same realms; every event is
+    /// delivered this many times.
+    #[arg(long, default_value_t = 1)]
+    endpoints: usize,
     /// The `ledgerhook` binary.
     #[arg(long, default_value = "target/release/ledgerhook")]
     ledgerhook: PathBuf,
@@ -217,6 +222,41 @@ async fn subscribe_app(
     Ok((app_id, ids))
 }
 
+/// Another app subscribed to `url` and connected to the same `realms`.
+async fn fan_out_to(
+    client: &reqwest::Client,
+    base: &str,
+    url: &str,
+    realms: &[String],
+) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let app = call(
+        client,
+        Method::POST,
+        format!("{base}/api/v1/apps"),
+        json!({"name": "Fan-out"}),
+    )
+    .await?;
+    let app_id = app["id"].as_str().context("app id")?.to_owned();
+    call(
+        client,
+        Method::PUT,
+        format!("{base}/api/v1/apps/{app_id}/webhooks/sandbox"),
+        json!({"url": url, "entities": "*"}),
+    )
+    .await?;
+    for realm in realms {
+        call(
+            client,
+            Method::POST,
+            format!("{base}/api/v1/apps/{app_id}/connections"),
+            json!({"realm_id": realm}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Sends single-event requests over `realms` for `duration` (paced at `rate` when given);
 /// answers the events acknowledged.
 async fn load(
@@ -315,6 +355,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
     let hook = format!("https://127.0.0.1:{}/hook", receiver.port);
     let realms = subscribe(&client, &server.base, &hook, args.realms).await?;
+    for endpoint in 1..args.endpoints.max(1) {
+        fan_out_to(&client, &server.base, &format!("{hook}/{endpoint}"), &realms).await?;
+    }
     let backend = args.backend.name();
     println!(
         "backend={backend} realms={} window={} clients={} receiver raw capacity={capacity:.0} requests/s",
@@ -337,15 +380,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.rate,
         )
         .await;
-        let stats = drain(&mut receiver, acknowledged).await?;
+        let stats = drain(&mut receiver, acknowledged * args.endpoints.max(1) as u64).await?;
         let elapsed = started.elapsed().as_secs_f64();
         let requests = stats["requests"].as_f64().unwrap_or(0.0);
         let span = stats["span_ms"].as_f64().unwrap_or(0.0) / 1000.0;
         println!(
             "run {run}: events acknowledged={acknowledged} delivered={} notifications={requests} duplicates={} \
-             notifications/s={:.0} ({:.0}% of receiver capacity) events/s end-to-end={:.0} latency p50={:.1}ms p99={:.1}ms",
+             connections={} notifications/s={:.0} ({:.0}% of receiver capacity) events/s end-to-end={:.0} latency p50={:.1}ms p99={:.1}ms",
             stats["events"],
             stats["duplicates"],
+            stats["connections"],
             requests / span.max(1e-9),
             100.0 * requests / span.max(1e-9) / capacity,
             stats["events"].as_f64().unwrap_or(0.0) / elapsed,

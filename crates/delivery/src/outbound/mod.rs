@@ -124,6 +124,10 @@ pub struct OutboundRequest<'a> {
     pub body: &'a [u8],
 }
 
+/// Idle connections kept per host (scheme, name, port), whatever the number of
+/// configurations pointing at it; idle ones are closed after 90 s.
+pub const MAX_IDLE_PER_HOST: usize = 1024;
+
 /// The guarded HTTP client. Cheap to clone; connections are pooled inside.
 #[derive(Clone)]
 pub struct OutboundClient {
@@ -141,7 +145,10 @@ impl OutboundClient {
             .dns_resolver(Arc::new(resolver))
             .connect_timeout(options.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
+            // Many configurations often share one host (a receiving service): their
+            // attempts in flight together can far exceed one endpoint's permits, and every
+            // connection not kept is a new TLS handshake on the next attempt.
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             .no_proxy();
         if let Some(pem) = &options.extra_roots_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
