@@ -318,19 +318,29 @@ impl Receiving {
         if worker.full_repair_every.is_zero() {
             bail!("--full-repair-every: must be more than 0");
         }
+        let (verifier_tokens, signing_secrets) =
+            (strings(args, "verifier-token"), strings(args, "signing-secret"));
         Ok(Receiving {
             data: PathBuf::from(args.get_one::<String>("data").expect("default")),
             listen,
             path,
             handler: HandlerOptions {
-                verifier_tokens: strings(args, "verifier-token"),
-                signing_secrets: strings(args, "signing-secret"),
+                verifier_tokens,
+                signing_secrets,
                 max_body_bytes: size(args, "max-body-size")?,
             },
             repair,
             worker,
             entities,
         })
+    }
+
+    /// Refuses to receive without a way to verify what arrives.
+    pub fn require_keys(&self) -> anyhow::Result<()> {
+        if self.handler.verifier_tokens.is_empty() && self.handler.signing_secrets.is_empty() {
+            bail!("give --verifier-token (intuit-signature) or --signing-secret (Standard Webhooks): notifications must be verified");
+        }
+        Ok(())
     }
 
     /// Creates the data directory.

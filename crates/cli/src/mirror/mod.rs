@@ -31,6 +31,9 @@ pub fn command() -> Command {
 /// Runs `ledgerhook mirror`.
 pub fn run(args: &ArgMatches) -> anyhow::Result<()> {
     let options = Receiving::from_matches(args, true)?;
+    if !args.get_flag("verify") {
+        options.require_keys()?;
+    }
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async {
         options.create_data_dir()?;

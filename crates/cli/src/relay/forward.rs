@@ -27,10 +27,14 @@ impl Forward {
     /// at most `timeout` for each answer.
     pub fn new(url: &str, secret: Option<&str>, timeout: Duration) -> anyhow::Result<Forward> {
         let key = secret
-            .map(|s| {
-                StandardKey::parse(s)
-                    .map_err(|_| anyhow::anyhow!("--forward-secret: expected whsec_ followed by base64"))
-            })
+            .map(
+                |s| match s.strip_prefix("whsec_").map(|_| StandardKey::parse(s)) {
+                    Some(Ok(key)) => Ok(key),
+                    _ => Err(anyhow::anyhow!(
+                        "--forward-secret: expected whsec_ followed by base64"
+                    )),
+                },
+            )
             .transpose()?;
         let client = reqwest::Client::builder()
             .timeout(timeout)

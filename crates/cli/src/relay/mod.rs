@@ -57,6 +57,7 @@ pub fn command() -> Command {
 /// Runs `ledgerhook relay`.
 pub fn run(args: &ArgMatches) -> anyhow::Result<()> {
     let options = Receiving::from_matches(args, false)?;
+    options.require_keys()?;
     let forward_to = args.get_one::<String>("forward-to").expect("required");
     if !(forward_to.starts_with("http://") || forward_to.starts_with("https://")) {
         anyhow::bail!("--forward-to: expected an http:// or https:// URL, got \"{forward_to}\"");

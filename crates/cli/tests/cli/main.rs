@@ -10,6 +10,7 @@ mod demo;
 mod listen;
 mod mirror;
 mod nodes;
+mod relay;
 mod support;
 
 use ledgerhook_testkit::TestDatabase;
