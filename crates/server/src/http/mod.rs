@@ -11,6 +11,7 @@ mod events;
 mod health;
 mod notifications;
 mod oauth;
+mod openapi;
 mod openid;
 pub(crate) mod principal;
 mod realms;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/api/v1/entities", get(health::entities))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/api/v1/realms", post(realms::create).get(realms::list))
         .route("/api/v1/realms/{realm}", get(realms::get).delete(realms::delete))
         .route("/api/v1/realms/{realm}/events", post(events::ingest))

@@ -14,6 +14,7 @@ mod ingestion;
 mod management;
 mod metrics;
 mod oauth;
+mod openapi;
 mod outage;
 mod properties;
 mod quickbooks;
