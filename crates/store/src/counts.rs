@@ -33,6 +33,44 @@ impl Store {
         Ok((depth, oldest.map(Timestamp)))
     }
 
+    /// Attempts to `app_id`'s endpoints since `since`, in buckets of `bucket_ms`: per
+    /// bucket (its index from `since`) the successes and the failures. The notifications
+    /// made since `since` are found through the app's index, their attempts by key.
+    pub async fn attempt_buckets(
+        &self,
+        app_id: &str,
+        since: Timestamp,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+        // An attempt is never older than its notification; look back one retention-free
+        // day further for notifications retried into the window.
+        let made_after = since.millis() - 86_400_000;
+        let rows = sqlx::query(
+            "SELECT (a.started_at - $2) / $3 AS bucket, \
+                    SUM(CASE WHEN a.outcome = 'success' THEN 1 ELSE 0 END) AS ok, \
+                    SUM(CASE WHEN a.outcome = 'success' THEN 0 ELSE 1 END) AS failed \
+             FROM notifications n JOIN attempts a ON a.notification_seq = n.seq \
+             WHERE n.app_id = $1 AND n.created_at >= $4 AND a.started_at >= $2 \
+             GROUP BY (a.started_at - $2) / $3 ORDER BY bucket",
+        )
+        .bind(app_id)
+        .bind(since.millis())
+        .bind(bucket_ms.max(1))
+        .bind(made_after)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("bucket")?,
+                    r.try_get::<i64, _>("ok")?,
+                    r.try_get::<i64, _>("failed")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     /// Webhook configurations per state (for metrics).
     pub async fn config_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM webhook_configs GROUP BY state")

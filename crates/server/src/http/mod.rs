@@ -15,6 +15,7 @@ mod openapi;
 mod openid;
 pub(crate) mod principal;
 mod realms;
+mod stats;
 pub mod v3;
 mod webhooks;
 
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             post(notifications::test),
         )
         .route("/api/v1/apps/{app}/notifications", get(notifications::list))
+        .route("/api/v1/apps/{app}/stats", get(stats::get))
         .route("/api/v1/apps/{app}/notifications/{id}", get(notifications::get))
         .route(
             "/api/v1/apps/{app}/notifications/{id}/redeliver",

@@ -16,12 +16,12 @@ on_both_backends!(
 );
 
 /// The workspace's `target/clients/`, wherever cargo builds.
-fn clients_dir() -> PathBuf {
+pub(crate) fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/clients")
 }
 
 /// `path` if it exists, or `None` (after saying so) to skip.
-fn installed(path: PathBuf) -> Option<PathBuf> {
+pub(crate) fn installed(path: PathBuf) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
@@ -39,7 +39,7 @@ fn installed(path: PathBuf) -> Option<PathBuf> {
 
 /// Runs `program script` with `envs` (bounded to two minutes); answers its output after
 /// checking that it ran every check (`ok …` lines, then `done`).
-async fn run_script(
+pub(crate) async fn run_script(
     program: &std::path::Path,
     script: &str,
     envs: &[(&str, &str)],

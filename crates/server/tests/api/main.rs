@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // tests are clients and peers of the server
 
 mod aggregation;
+mod browser;
 mod cdc;
 mod clients;
 mod delivery;

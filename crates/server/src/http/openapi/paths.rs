@@ -95,6 +95,12 @@ fn test_send() {}
     responses((status = 200, body = NotificationList), (status = 400, body = Error), (status = 404, body = Error)))]
 fn list_notifications() {}
 
+#[utoipa::path(get, path = "/api/v1/apps/{app}/stats", tag = "notifications", security(("bearer" = [])),
+    params(("app" = String, Path), ("since" = Option<String>, Query, description = "RFC 3339, default an hour ago"),
+           ("bucket" = Option<String>, Query, description = "a duration, default 5m")),
+    responses((status = 200, body = Stats), (status = 400, body = Error), (status = 404, body = Error)))]
+fn stats() {}
+
 #[utoipa::path(get, path = "/api/v1/apps/{app}/notifications/{id}", tag = "notifications", security(("bearer" = [])),
     params(("app" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = NotificationDetail), (status = 404, body = Error)))]
@@ -128,7 +134,7 @@ fn openapi() {}
     info(title = "Ledgerhook management API", description = "Realms, apps, webhook configurations, connections, change events and notifications. Errors are {\"error\":{\"code\",\"message\"}}; lists are {\"data\":[…],\"next_cursor\":…}."),
     paths(entities, create_realm, list_realms, get_realm, delete_realm, ingest, merge, create_app, list_apps, get_app,
           delete_app, rotate_secret, put_webhooks, get_webhooks, delete_webhooks, reactivate, recover, test_send,
-          list_notifications, get_notification, redeliver, create_connection, list_connections, delete_connection, openapi),
+          list_notifications, stats, get_notification, redeliver, create_connection, list_connections, delete_connection, openapi),
     modifiers(&Bearer),
     tags((name = "realms"), (name = "apps"), (name = "webhooks"), (name = "connections"), (name = "events"),
          (name = "notifications"), (name = "entities"), (name = "meta"))

@@ -371,3 +371,25 @@ pub struct EntityList {
     /// One item per entity: `{name, operations, cdc}`.
     pub data: Vec<Value>,
 }
+
+/// One bucket of an app's attempts.
+#[derive(ToSchema)]
+pub struct Bucket {
+    /// RFC 3339 UTC.
+    pub start: String,
+    /// Successful attempts.
+    pub delivered: i64,
+    /// Failed attempts.
+    pub failed: i64,
+}
+
+/// An app's attempts over time.
+#[derive(ToSchema)]
+pub struct Stats {
+    /// RFC 3339 UTC.
+    pub since: String,
+    /// The bucket's length.
+    pub bucket: String,
+    /// Every bucket from `since` to now.
+    pub buckets: Vec<Bucket>,
+}

@@ -1,0 +1,76 @@
+//! The dashboard in a real browser: `tests/clients/dashboard.js` drives Debian's
+//! `chromium` through playwright-core against a server holding an app whose sandbox
+//! endpoint failed until it was blacklisted, and scans every view with axe-core.
+//! `scripts/test` installs chromium and the npm packages; without them the test says it
+//! skips, and fails instead with `LEDGERHOOK_TEST_REQUIRE_CLIENTS=1`.
+
+use crate::clients::{clients_dir, installed, run_script};
+use crate::support::{TestServer, OPERATOR};
+use ledgerhook_testkit::{receiver, Kind};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
+    let Some(modules) = installed(clients_dir().join("node/node_modules/playwright-core")) else {
+        return;
+    };
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    if installed(std::path::PathBuf::from(&chromium)).is_none() {
+        return;
+    }
+    let server = TestServer::start_with(Kind::Sqlite, |c| {
+        c.allow_http = true;
+        c.allow_private_networks = true;
+        c.sandbox_batch_window = Duration::ZERO;
+        c.retry_schedule = vec![Duration::from_millis(100); 3];
+    })
+    .await
+    .unwrap();
+    let hook = receiver::start(None).await;
+    hook.set(500, Duration::ZERO);
+    let realm = server.realm("sandbox").await;
+    let app = server.app("Billing sync").await;
+    let app_id = app["id"].as_str().unwrap().to_owned();
+    server.connect(&app_id, &realm).await;
+    server
+        .configure(
+            &app_id,
+            "sandbox",
+            json!({"url": hook.url("http", "/hook"), "entities": "*"}),
+        )
+        .await;
+    let event = json!([{"name": "Customer", "id": "1", "operation": "Create"}]);
+    server.ingest(&realm, &event).await;
+    // One attempt and three retries fail: dropped, and the configuration blacklisted.
+    hook.wait_for(4, Duration::from_secs(10)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let failing = loop {
+        let list = server.stored_notifications(&app_id).await;
+        if let Some(n) = list.iter().find(|n| n.status.as_str() == "dropped") {
+            break n.id.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    hook.set(200, Duration::ZERO);
+    let node_path = modules.parent().unwrap().to_string_lossy().into_owned();
+    let envs = [
+        ("LEDGERHOOK_BASE", server.base.as_str()),
+        ("OPERATOR_TOKEN", OPERATOR),
+        ("APP_NAME", "Billing sync"),
+        ("FAILING_NOTIFICATION", failing.as_str()),
+        ("CHROMIUM", chromium.as_str()),
+        ("NODE_PATH", node_path.as_str()),
+    ];
+    run_script(std::path::Path::new("node"), "dashboard.js", &envs, 16).await;
+    // What the page did, seen from the API.
+    let (_, config) = server
+        .get(&format!("/api/v1/apps/{app_id}/webhooks/sandbox"))
+        .await;
+    assert_eq!(config["state"], "active");
+    let (_, detail) = server
+        .get(&format!("/api/v1/apps/{app_id}/notifications/{failing}"))
+        .await;
+    assert_eq!(detail["status"], "delivered", "redelivered from the page");
+}

@@ -1,0 +1,82 @@
+// The dashboard in a real browser (Debian's chromium through playwright-core): sign in,
+// the overview with its chart and a blacklisted configuration reactivated in one click,
+// notifications filtered with a detail and a redelivery, realms, a change made from the
+// page; keyboard reachability; and an accessibility scan (axe-core) of every view.
+// Prints `ok …` per check and `done`; exits non-zero on the first failure.
+const { chromium } = require('playwright-core');
+const axeSource = require('fs').readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const base = process.env.LEDGERHOOK_BASE;
+const token = process.env.OPERATOR_TOKEN;
+const appName = process.env.APP_NAME;
+const failing = process.env.FAILING_NOTIFICATION;
+
+function check(condition, what) {
+  if (!condition) { console.error('FAILED: ' + what); process.exit(1); }
+  console.log('ok ' + what);
+}
+
+async function axe(page, view) {
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ['violations'] }));
+  const found = result.violations.map(v => `${v.id} (${v.impact}): ${v.nodes.map(n => n.target.join(' ')).slice(0, 3).join('; ')}`);
+  check(found.length === 0, `no accessibility violations in ${view}${found.length ? ': ' + found.join(' | ') : ''}`);
+}
+
+(async () => {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
+  const page = await browser.newPage();
+  page.on('console', m => { if (m.type() === 'error') console.log('browser console: ' + m.text()); });
+  page.on('pageerror', e => { console.error('FAILED: page error ' + e.message); process.exit(1); });
+  await page.goto(base + '/');
+  await axe(page, 'the sign-in page');
+  // Keyboard: the token field is the first control reached.
+  await page.keyboard.press('Tab');
+  check(await page.evaluate(() => document.activeElement.id) === 'token', 'the token field is reached with Tab');
+  await page.keyboard.type('wrong-token');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('Sign-in failed'));
+  check(true, 'a bad token is refused with a message');
+  await page.fill('#token', token);
+  await page.click('button[type=submit]');
+  await page.waitForSelector(`text=${appName}`);
+  check(await page.isVisible('figure svg[role=img]'), 'the overview shows the chart of the last hour');
+  const label = await page.getAttribute('figure svg[role=img]', 'aria-label');
+  check(/\d+ attempts delivered, [1-9]\d* failed/.test(label), 'the chart counts the failed attempts: ' + label);
+  check(await page.isVisible('text=blacklisted'), 'the blacklisted configuration is shown with its state');
+  await axe(page, 'the overview');
+  await page.click('button[data-act=reactivate][data-env=sandbox]');
+  await page.waitForFunction(() => document.getElementById('status').textContent.includes('active again'));
+  await page.waitForSelector('h3:has-text("sandbox: active")');
+  check(true, 'reactivate in one click');
+
+  await page.click('nav button[data-view=notifications]');
+  await page.waitForSelector('#rows tr');
+  await axe(page, 'the notifications');
+  await page.selectOption('#f-status', 'dropped');
+  await page.click('#filters button[type=submit]');
+  await page.waitForFunction(() => [...document.querySelectorAll('#rows tr')].every(r => r.textContent.includes('dropped')) && document.querySelectorAll('#rows tr').length > 0);
+  check(true, 'the status filter shows only dropped notifications');
+  await page.click(`button[data-act=show][data-id="${failing}"]`);
+  await page.waitForSelector('#detail-title');
+  check(await page.isVisible('text=Payload') && await page.isVisible('caption:has-text("Attempts")'), 'the detail shows the payload and every attempt');
+  const attempts = await page.locator('#detail tbody tr').count();
+  check(attempts === 4, `the dropped notification lists its 4 attempts (got ${attempts})`);
+  await axe(page, 'a notification');
+  await page.click('button[data-act=redeliver]');
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('Redelivered'));
+  check(true, 'redeliver from the detail');
+
+  await page.click('nav button[data-view=realms]');
+  await page.waitForSelector('caption:has-text("Realms")');
+  await axe(page, 'realms and connections');
+  await page.click('nav button[data-view=change]');
+  await page.waitForSelector('#change');
+  await axe(page, 'make a change');
+  await page.fill('#c-id', '77');
+  await page.click('#change button[type=submit]');
+  await page.waitForFunction(() => !document.getElementById('status').textContent.startsWith('Redelivered'));
+  const answer = await page.textContent('#status');
+  check(answer.startsWith('Accepted 1'), 'a change made from the page is accepted: ' + answer);
+  await browser.close();
+  console.log('done');
+})().catch(e => { console.error('FAILED: ' + (e.stack || e)); process.exit(1); });
