@@ -10,6 +10,7 @@ mod emit;
 mod notifications;
 mod output;
 mod resources;
+mod webhooks;
 
 use api::{Api, ClientError};
 use clap::{Arg, ArgAction, ArgMatches, Command};
