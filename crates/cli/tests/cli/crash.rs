@@ -2,7 +2,7 @@
 //! it, and check through CDC that every acknowledged event is there and every
 //! unanswered request is wholly present or wholly absent.
 
-use crate::support::{http, ServerProcess};
+use crate::support::{free_port, http, ServerProcess};
 use ledgerhook_testkit::{Kind, TestDatabase};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -184,4 +184,116 @@ fn kill_during_ingestion(kind: Kind) {
         "{kind:?}: {acked} acknowledged, {in_flight_at_kill} in flight at the kill: {unanswered_present} stored, {unanswered_absent} not"
     );
     assert!(acked >= 300);
+}
+
+/// An injected delay is stored with its notification: after a kill -9 and a restart the
+/// notification is still held back until `delay_by` after it was made, then delivered.
+#[test]
+fn an_injected_delay_survives_a_restart() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::sqlite();
+    let port = free_port();
+    let args = [
+        "--allow-http",
+        "--allow-private-networks",
+        "--sandbox-batch-window",
+        "0s",
+        "--listen",
+    ];
+    let listen = format!("127.0.0.1:{port}");
+    let start = || {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(&listen);
+        ServerProcess::start(
+            dir.path(),
+            &db.url,
+            &all,
+            &[("LEDGERHOOK_ADMIN_TOKEN", "delay-test-token")],
+        )
+    };
+    // A receiver that records when each request arrived.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_port = hook.local_addr().unwrap().port();
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = arrivals.clone();
+    std::thread::spawn(move || {
+        for mut stream in hook.incoming().flatten() {
+            let mut buffer = [0u8; 65536];
+            let _ = stream.read(&mut buffer);
+            sink.lock().unwrap().push(std::time::SystemTime::now());
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    let server = start();
+    let call =
+        |base: &str, method: reqwest::Method, path: &str, body: serde_json::Value| -> serde_json::Value {
+            http()
+                .request(method, format!("{base}{path}"))
+                .bearer_auth("delay-test-token")
+                .json(&body)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap_or_default()
+        };
+    let base = server.base.clone();
+    let app = call(
+        &base,
+        reqwest::Method::POST,
+        "/api/v1/apps",
+        serde_json::json!({"name": "Delayed"}),
+    );
+    let app_id = app["id"].as_str().unwrap().to_owned();
+    let realm = call(
+        &base,
+        reqwest::Method::POST,
+        "/api/v1/realms",
+        serde_json::json!({"name": "R", "environment": "sandbox"}),
+    );
+    let realm = realm["id"].as_str().unwrap().to_owned();
+    call(
+        &base,
+        reqwest::Method::POST,
+        &format!("/api/v1/apps/{app_id}/connections"),
+        serde_json::json!({"realm_id": realm}),
+    );
+    let config = serde_json::json!({"url": format!("http://127.0.0.1:{hook_port}/hook"), "entities": "*",
+                                    "faults": {"delay": 1.0, "delay_by": "4s"}});
+    call(
+        &base,
+        reqwest::Method::PUT,
+        &format!("/api/v1/apps/{app_id}/webhooks/sandbox"),
+        config,
+    );
+    let made = std::time::SystemTime::now();
+    call(
+        &base,
+        reqwest::Method::POST,
+        &format!("/api/v1/realms/{realm}/events"),
+        serde_json::json!([{"name": "Customer", "id": "1", "operation": "Create"}]),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill();
+    let server = start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while arrivals.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never delivered after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waited = arrivals.lock().unwrap()[0].duration_since(made).unwrap();
+    assert!(
+        waited >= Duration::from_millis(3900),
+        "delivered {waited:?} after it was made"
+    );
+    let list = call(
+        &server.base,
+        reqwest::Method::GET,
+        &format!("/api/v1/apps/{app_id}/notifications"),
+        serde_json::Value::Null,
+    );
+    assert_eq!(list["data"][0]["faults"], serde_json::json!(["delay"]));
 }
