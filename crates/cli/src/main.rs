@@ -43,8 +43,41 @@ fn cli() -> Command {
         .subcommands(client::commands())
 }
 
+/// The client commands' options may also come before the subcommand
+/// (`ledgerhook --server URL realms list`): they are moved after it.
+fn hoist_client_options(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut hoisted = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let arg = args[i].to_string_lossy();
+        if arg == "--server" || arg == "--token" {
+            hoisted.extend(args[i..(i + 2).min(args.len())].iter().cloned());
+            i += 2;
+        } else if arg.starts_with("--server=")
+            || arg.starts_with("--token=")
+            || arg == "--json"
+            || arg == "--utc"
+        {
+            hoisted.push(args[i].clone());
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let is_client = args
+        .get(i)
+        .is_some_and(|name| client::is_client(&name.to_string_lossy()));
+    if hoisted.is_empty() || !is_client {
+        return args;
+    }
+    let mut reordered = vec![args[0].clone(), args[i].clone()];
+    reordered.extend(hoisted);
+    reordered.extend(args[i + 1..].iter().cloned());
+    reordered
+}
+
 fn main() -> ExitCode {
-    let matches = cli().get_matches();
+    let matches = cli().get_matches_from(hoist_client_options(std::env::args_os().collect()));
     match matches.subcommand() {
         Some((name, args)) if client::is_client(name) => return client::run(name, args),
         Some(("completions", args)) => return client::completions(&mut cli(), args),

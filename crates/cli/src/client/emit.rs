@@ -4,8 +4,8 @@
 //! the same file again after an interruption stores nothing twice.
 
 use super::api::{Api, ClientError};
+use super::json_arg;
 use super::output::Output;
-use super::{arg, json_arg};
 use clap::{Arg, ArgMatches, Command};
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
@@ -108,7 +108,11 @@ fn from_flags(args: &ArgMatches) -> Result<Vec<Value>, ClientError> {
 /// Runs `events emit`.
 pub async fn run(api: &Api, out: Output, args: &ArgMatches) -> Result<(), ClientError> {
     let (_, args) = args.subcommand().expect("clap requires a verb");
-    let realm = arg(args, "realm");
+    let realm = args
+        .get_one::<String>("realm")
+        .or_else(|| args.get_one::<String>("realm-flag"))
+        .map(String::as_str)
+        .expect("clap requires one of them");
     let events = match args.get_one::<String>("file") {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -279,6 +279,21 @@ fn refusals_bad_arguments_and_an_unreachable_server_have_their_exit_codes() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The connection options may come before the subcommand too.
+    let out = binary()
+        .args([
+            "--server",
+            &server.base,
+            "--token",
+            OPERATOR,
+            "--json",
+            "realms",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(serde_json::from_slice::<Value>(&out.stdout).unwrap().is_array());
     let nobody = format!("http://127.0.0.1:{}", free_port());
     let out = binary()
         .args(["apps", "list", "--server", &nobody, "--token", "t"])
