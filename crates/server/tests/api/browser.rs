@@ -1,7 +1,9 @@
 //! The dashboard in a real browser: `tests/clients/dashboard.js` drives Debian's
 //! `chromium` through playwright-core against a server holding an app whose sandbox
 //! endpoint failed until it was blacklisted, and scans every view with axe-core.
-//! `scripts/test` installs chromium and the npm packages; without them the test says it
+//! A screenshot of each view is kept under the build tree
+//! (`target/tmp/dashboard-screenshots/`). `scripts/test` installs chromium and the npm
+//! packages; without them the test says it
 //! skips, and fails instead with `LEDGERHOOK_TEST_REQUIRE_CLIENTS=1`.
 
 use crate::clients::{clients_dir, installed, run_script};
@@ -55,6 +57,10 @@ async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
     };
     hook.set(200, Duration::ZERO);
     let node_path = modules.parent().unwrap().to_string_lossy().into_owned();
+    // A screenshot of each view, kept in the build tree.
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shots = shots.to_string_lossy().into_owned();
     let envs = [
         ("LEDGERHOOK_BASE", server.base.as_str()),
         ("OPERATOR_TOKEN", OPERATOR),
@@ -62,8 +68,11 @@ async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
         ("FAILING_NOTIFICATION", failing.as_str()),
         ("CHROMIUM", chromium.as_str()),
         ("NODE_PATH", node_path.as_str()),
+        ("SCREENSHOTS", shots.as_str()),
     ];
     run_script(std::path::Path::new("node"), "dashboard.js", &envs, 16).await;
+    let taken = std::fs::read_dir(&shots).unwrap().count();
+    assert!(taken >= 6, "{taken} screenshots in {shots}");
     // What the page did, seen from the API.
     let (_, config) = server
         .get(&format!("/api/v1/apps/{app_id}/webhooks/sandbox"))

@@ -15,7 +15,11 @@ function check(condition, what) {
   console.log('ok ' + what);
 }
 
+const shots = process.env.SCREENSHOTS;
+let shot = 0;
+
 async function axe(page, view) {
+  if (shots) await page.screenshot({ path: `${shots}/${String(++shot).padStart(2, '0')}-${view.replace(/[^a-z]+/g, '-')}.png`, fullPage: true });
   await page.addScriptTag({ content: axeSource });
   const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ['violations'] }));
   const found = result.violations.map(v => `${v.id} (${v.impact}): ${v.nodes.map(n => n.target.join(' ')).slice(0, 3).join('; ')}`);
