@@ -34,6 +34,8 @@ async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
     let realm = server.realm("sandbox").await;
     let app = server.app("Billing sync").await;
     let app_id = app["id"].as_str().unwrap().to_owned();
+    let app_key = app["api_key"].as_str().unwrap().to_owned();
+    server.app("Somebody else's app").await;
     server.connect(&app_id, &realm).await;
     server
         .configure(
@@ -65,12 +67,15 @@ async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
         ("LEDGERHOOK_BASE", server.base.as_str()),
         ("OPERATOR_TOKEN", OPERATOR),
         ("APP_NAME", "Billing sync"),
+        ("APP_ID", app_id.as_str()),
         ("FAILING_NOTIFICATION", failing.as_str()),
         ("CHROMIUM", chromium.as_str()),
         ("NODE_PATH", node_path.as_str()),
         ("SCREENSHOTS", shots.as_str()),
+        ("APP_KEY", app_key.as_str()),
+        ("OTHER_APP_NAME", "Somebody else's app"),
     ];
-    run_script(std::path::Path::new("node"), "dashboard.js", &envs, 16).await;
+    run_script(std::path::Path::new("node"), "dashboard.js", &envs, 17).await;
     let taken = std::fs::read_dir(&shots).unwrap().count();
     assert!(taken >= 6, "{taken} screenshots in {shots}");
     // What the page did, seen from the API.

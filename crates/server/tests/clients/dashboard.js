@@ -43,17 +43,21 @@ async function axe(page, view) {
   await page.fill('#token', token);
   await page.click('button[type=submit]');
   await page.waitForSelector(`text=${appName}`);
-  check(await page.isVisible('figure svg[role=img]'), 'the overview shows the chart of the last hour');
-  const label = await page.getAttribute('figure svg[role=img]', 'aria-label');
+  const chartOf = `section.card:has(h2:has-text("${appName}")) figure svg[role=img]`;
+  check(await page.isVisible(chartOf), 'the overview shows the chart of the last hour');
+  const label = await page.getAttribute(chartOf, 'aria-label');
   check(/\d+ attempts delivered, [1-9]\d* failed/.test(label), 'the chart counts the failed attempts: ' + label);
   check(await page.isVisible('text=blacklisted'), 'the blacklisted configuration is shown with its state');
   await axe(page, 'the overview');
-  await page.click('button[data-act=reactivate][data-env=sandbox]');
+  await page.click(`section.card:has(h2:has-text("${appName}")) button[data-act=reactivate][data-env=sandbox]`);
   await page.waitForFunction(() => document.getElementById('status').textContent.includes('active again'));
   await page.waitForSelector('h3:has-text("sandbox: active")');
   check(true, 'reactivate in one click');
 
   await page.click('nav button[data-view=notifications]');
+  await page.waitForSelector('#f-app');
+  await page.selectOption('#f-app', process.env.APP_ID);
+  await page.click('#filters button[type=submit]');
   await page.waitForSelector('#rows tr');
   await axe(page, 'the notifications');
   await page.selectOption('#f-status', 'dropped');
@@ -81,6 +85,13 @@ async function axe(page, view) {
   await page.waitForFunction(() => !document.getElementById('status').textContent.startsWith('Redelivered'));
   const answer = await page.textContent('#status');
   check(answer.startsWith('Accepted 1'), 'a change made from the page is accepted: ' + answer);
+  // An app's key sees its own app only.
+  const own = await browser.newPage();
+  await own.goto(base + '/');
+  await own.fill('#token', process.env.APP_KEY);
+  await own.click('button[type=submit]');
+  await own.waitForSelector(`text=${appName}`);
+  check(!(await own.isVisible(`text=${process.env.OTHER_APP_NAME}`)), "an app key does not see another app");
   await browser.close();
   console.log('done');
 })().catch(e => { console.error('FAILED: ' + (e.stack || e)); process.exit(1); });
