@@ -57,6 +57,12 @@ async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
         assert!(tokio::time::Instant::now() < deadline, "never dropped");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // A change while blacklisted: its notification is held until the reactivation.
+    let held = json!([{"name": "Customer", "id": "2", "operation": "Create"}]);
+    server.ingest(&realm, &held).await;
+    server
+        .wait_for_notifications(&app_id, 2, Duration::from_secs(10))
+        .await;
     hook.set(200, Duration::ZERO);
     let node_path = modules.parent().unwrap().to_string_lossy().into_owned();
     // A screenshot of each view, kept in the build tree.
@@ -75,7 +81,7 @@ async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
         ("APP_KEY", app_key.as_str()),
         ("OTHER_APP_NAME", "Somebody else's app"),
     ];
-    run_script(std::path::Path::new("node"), "dashboard.js", &envs, 17).await;
+    run_script(std::path::Path::new("node"), "dashboard.js", &envs, 20).await;
     let taken = std::fs::read_dir(&shots).unwrap().count();
     assert!(taken >= 6, "{taken} screenshots in {shots}");
     // What the page did, seen from the API.

@@ -49,16 +49,36 @@ async function axe(page, view) {
   check(/\d+ attempts delivered, [1-9]\d* failed/.test(label), 'the chart counts the failed attempts: ' + label);
   check(await page.isVisible('text=blacklisted'), 'the blacklisted configuration is shown with its state');
   await axe(page, 'the overview');
-  await page.click(`section.card:has(h2:has-text("${appName}")) button[data-act=reactivate][data-env=sandbox]`);
-  await page.waitForFunction(() => document.getElementById('status').textContent.includes('active again'));
-  await page.waitForSelector('h3:has-text("sandbox: active")');
-  check(true, 'reactivate in one click');
-
+  // Before the fix: the change made while blacklisted is held.
   await page.click('nav button[data-view=notifications]');
   await page.waitForSelector('#f-app');
   await page.selectOption('#f-app', process.env.APP_ID);
   await page.click('#filters button[type=submit]');
+  await page.waitForFunction(() => [...document.querySelectorAll('#rows tr')].some(r => r.textContent.includes('held')));
+  check(true, 'the notification made while blacklisted is listed as held');
+  await page.click('nav button[data-view=overview]');
+  await page.waitForSelector(`section.card:has(h2:has-text("${appName}")) button[data-act=reactivate][data-env=sandbox]`);
+  await page.click(`section.card:has(h2:has-text("${appName}")) button[data-act=reactivate][data-env=sandbox]`);
+  await page.waitForFunction(() => document.getElementById('status').textContent.includes('active again'));
+  await page.waitForSelector('h3:has-text("sandbox: active")');
+  check(true, 'reactivate in one click');
+  await page.click(`section.card:has(h2:has-text("${appName}")) button[data-act=test][data-env=sandbox]`);
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('Test notification'));
+  check((await page.textContent('#status')).includes('success'), 'a test notification sent from the page: ' + await page.textContent('#status'));
+
+  await page.click('nav button[data-view=notifications]');
+  await page.waitForSelector('#f-app');
+  await page.selectOption('#f-app', process.env.APP_ID);
+  await page.check('#f-live');
+  await page.click('#filters button[type=submit]');
   await page.waitForSelector('#rows tr');
+  // Live: the notification held while blacklisted turns delivered without a reload.
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#rows tr')];
+    return rows.length >= 3 && !rows.some(r => r.textContent.includes('held'));
+  }, null, { timeout: 15000 });
+  check(true, 'the held notification becomes delivered, seen without reloading the page');
+  await page.uncheck('#f-live');
   await axe(page, 'the notifications');
   await page.selectOption('#f-status', 'dropped');
   await page.click('#filters button[type=submit]');
