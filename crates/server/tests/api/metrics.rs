@@ -68,4 +68,27 @@ async fn metrics_show_durations_the_queue_and_failures_per_configuration() {
     // notification until the attempt's lease ends, so it is not "due" either.)
     assert_eq!(value(&text, "ledgerhook_queue_depth"), 1.0);
     assert_eq!(value(&text, "ledgerhook_queue_oldest_due_age_seconds"), 0.0);
+    // The whole exposition parses as Prometheus' text format, with the same values.
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let sample = |name: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("{name} {label:?} not parsed"))
+            .value
+            .clone()
+    };
+    assert!(matches!(sample("ledgerhook_queue_depth", None), prometheus_parse::Value::Gauge(v) if v == 1.0));
+    let attempts = sample("ledgerhook_attempts_total", Some(("outcome", "http")));
+    assert!(
+        matches!(attempts, prometheus_parse::Value::Counter(v) if v == 1.0),
+        "{attempts:?}"
+    );
+    let histogram = sample("ledgerhook_attempt_duration_seconds", Some(("outcome", "http")));
+    let prometheus_parse::Value::Histogram(buckets) = histogram else {
+        panic!("not a histogram: {histogram:?}");
+    };
+    assert_eq!(buckets.last().map(|b| b.count), Some(1.0), "{buckets:?}");
 }
