@@ -523,11 +523,13 @@ fn json_logs_are_one_object_per_line_with_the_request_id() {
         &["--log-format", "json"],
         &[("LEDGERHOOK_LOG", "info,tower_http=debug")],
     );
+    // A request that fails: no token.
     let answer = http()
-        .get(format!("{}/healthz", server.base))
+        .get(format!("{}/api/v1/realms", server.base))
         .header("x-request-id", "json-log-request-7")
         .send()
         .unwrap();
+    assert_eq!(answer.status(), 401);
     assert_eq!(answer.headers()["x-request-id"], "json-log-request-7");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let stderr = loop {
