@@ -11,6 +11,7 @@ mod delivery;
 mod edge;
 mod failures;
 mod faults;
+mod full_disk;
 mod ingestion;
 mod management;
 mod metrics;
