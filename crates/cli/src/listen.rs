@@ -19,7 +19,6 @@ use ledgerhook_domain::Timestamp;
 use ledgerhook_receiver::{payload, verify};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,52 +33,21 @@ const FORWARDED: [&str; 5] = [
 
 /// The `listen` subcommand and its options.
 pub fn command() -> Command {
-    Command::new("listen")
-        .about("A local webhook endpoint for development: verify, print each event, optionally forward to your app")
-        .arg(
-            Arg::new("listen")
-                .long("listen")
-                .value_name("ADDR")
-                .default_value("127.0.0.1:8090")
-                .help("Address to listen on"),
-        )
-        .arg(
-            Arg::new("path")
-                .long("path")
-                .value_name("PATH")
-                .default_value("/webhooks")
-                .help("Path of the endpoint"),
-        )
-        .arg(
-            Arg::new("verifier-token")
-                .long("verifier-token")
-                .value_name("TOKEN")
-                .env("LEDGERHOOK_VERIFIER_TOKEN")
-                .hide_env_values(true)
-                .action(ArgAction::Append)
-                .help("Verifier token(s) accepted for intuit-signature"),
-        )
-        .arg(
-            Arg::new("signing-secret")
-                .long("signing-secret")
-                .value_name("SECRET")
-                .env("LEDGERHOOK_SIGNING_SECRET")
-                .hide_env_values(true)
-                .action(ArgAction::Append)
-                .help("whsec_ secret(s) accepted for Standard Webhooks signatures"),
-        )
-        .arg(
-            Arg::new("json")
-                .long("json")
-                .action(ArgAction::SetTrue)
-                .help("One JSON object per line instead of text"),
-        )
-        .arg(
-            Arg::new("forward-to")
-                .long("forward-to")
-                .value_name("URL")
-                .help("Also pass each verified notification on, byte for byte with its headers, to this URL"),
-        )
+    crate::receiving::endpoint_args(Command::new("listen").about(
+        "A local webhook endpoint for development: verify, print each event, optionally forward to your app",
+    ))
+    .arg(
+        Arg::new("json")
+            .long("json")
+            .action(ArgAction::SetTrue)
+            .help("One JSON object per line instead of text"),
+    )
+    .arg(
+        Arg::new("forward-to")
+            .long("forward-to")
+            .value_name("URL")
+            .help("Also pass each verified notification on, byte for byte with its headers, to this URL"),
+    )
 }
 
 struct Listener {
@@ -93,19 +61,8 @@ struct Listener {
 
 /// Runs `ledgerhook listen` until Ctrl-C.
 pub fn run(args: &ArgMatches) -> anyhow::Result<()> {
-    let strings = |name: &str| -> Vec<String> {
-        args.get_many::<String>(name)
-            .map(|v| v.cloned().collect())
-            .unwrap_or_default()
-    };
-    let listen = args.get_one::<String>("listen").expect("default");
-    let listen: SocketAddr = listen
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--listen: \"{listen}\" is not an address such as 127.0.0.1:8090"))?;
-    let path = args.get_one::<String>("path").expect("default").clone();
-    if !path.starts_with('/') {
-        anyhow::bail!("--path: must start with /, got \"{path}\"");
-    }
+    let strings = |name: &str| crate::receiving::strings(args, name);
+    let (listen, path) = crate::receiving::endpoint(args)?;
     let secrets = strings("signing-secret");
     let standard = if secrets.is_empty() {
         None

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use ledgerhook_domain::duration::{parse_byte_size, parse_duration};
 use ledgerhook_receiver::handler::HandlerOptions;
-use ledgerhook_receiver::worker::{OAuthClient, RealmCredentials, Repair, WorkerOptions};
+use ledgerhook_receiver::worker::{Apply, OAuthClient, RealmCredentials, Repair, Worker, WorkerOptions};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,9 +15,60 @@ use std::time::Duration;
 /// The largest notification body accepted by default.
 pub const DEFAULT_MAX_BODY: &str = "10MiB";
 
+/// Adds the webhook endpoint's options (`--listen`, `--path`, `--verifier-token`,
+/// `--signing-secret`) to `command`: `mirror`, `relay` and `listen` share them.
+pub fn endpoint_args(command: Command) -> Command {
+    command
+        .arg(
+            Arg::new("listen")
+                .long("listen")
+                .value_name("ADDR")
+                .default_value("127.0.0.1:8090")
+                .help("Address of the webhook endpoint"),
+        )
+        .arg(
+            Arg::new("path")
+                .long("path")
+                .value_name("PATH")
+                .default_value("/webhooks")
+                .help("Path of the webhook endpoint"),
+        )
+        .arg(
+            Arg::new("verifier-token")
+                .long("verifier-token")
+                .value_name("TOKEN")
+                .env("LEDGERHOOK_VERIFIER_TOKEN")
+                .hide_env_values(true)
+                .action(ArgAction::Append)
+                .help("Verifier token(s) accepted for intuit-signature"),
+        )
+        .arg(
+            Arg::new("signing-secret")
+                .long("signing-secret")
+                .value_name("SECRET")
+                .env("LEDGERHOOK_SIGNING_SECRET")
+                .hide_env_values(true)
+                .action(ArgAction::Append)
+                .help("whsec_ secret(s) accepted for Standard Webhooks signatures"),
+        )
+}
+
+/// The endpoint's address and path from [`endpoint_args`], checked.
+pub fn endpoint(args: &ArgMatches) -> anyhow::Result<(SocketAddr, String)> {
+    let listen = args.get_one::<String>("listen").expect("default");
+    let listen = listen
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--listen: \"{listen}\" is not an address such as 127.0.0.1:8090"))?;
+    let path = args.get_one::<String>("path").expect("default").clone();
+    if !path.starts_with('/') {
+        bail!("--path: must start with /, got \"{path}\"");
+    }
+    Ok((listen, path))
+}
+
 /// Adds the shared options to `command`; `data` is the default data directory.
 pub fn add_args(command: Command, data: &'static str) -> Command {
-    command
+    endpoint_args(command)
         .arg(
             Arg::new("server")
                 .long("server")
@@ -73,38 +124,6 @@ pub fn add_args(command: Command, data: &'static str) -> Command {
                 .value_name("DIR")
                 .default_value(data)
                 .help("Directory of the durable inbox and the worker's state"),
-        )
-        .arg(
-            Arg::new("listen")
-                .long("listen")
-                .value_name("ADDR")
-                .default_value("127.0.0.1:8090")
-                .help("Address of the webhook endpoint"),
-        )
-        .arg(
-            Arg::new("path")
-                .long("path")
-                .value_name("PATH")
-                .default_value("/webhooks")
-                .help("Path of the webhook endpoint"),
-        )
-        .arg(
-            Arg::new("verifier-token")
-                .long("verifier-token")
-                .value_name("TOKEN")
-                .env("LEDGERHOOK_VERIFIER_TOKEN")
-                .hide_env_values(true)
-                .action(ArgAction::Append)
-                .help("Verifier token(s) accepted for intuit-signature"),
-        )
-        .arg(
-            Arg::new("signing-secret")
-                .long("signing-secret")
-                .value_name("SECRET")
-                .env("LEDGERHOOK_SIGNING_SECRET")
-                .hide_env_values(true)
-                .action(ArgAction::Append)
-                .help("whsec_ secret(s) accepted for Standard Webhooks signatures"),
         )
         .arg(
             Arg::new("max-body-size")
@@ -169,7 +188,8 @@ pub struct Receiving {
     pub entities: Vec<String>,
 }
 
-fn strings(args: &ArgMatches, name: &str) -> Vec<String> {
+/// Every value of a repeatable option.
+pub fn strings(args: &ArgMatches, name: &str) -> Vec<String> {
     args.get_many::<String>(name)
         .map(|values| values.cloned().collect())
         .unwrap_or_default()
@@ -298,14 +318,7 @@ impl Receiving {
             repair.margin = duration(args, "look-back-margin")?;
             repair.look_back = full_look_back.min(repair.look_back);
         }
-        let listen = args.get_one::<String>("listen").expect("default");
-        let listen = listen.parse().map_err(|_| {
-            anyhow::anyhow!("--listen: \"{listen}\" is not an address such as 127.0.0.1:8090")
-        })?;
-        let path = args.get_one::<String>("path").expect("default").clone();
-        if !path.starts_with('/') {
-            bail!("--path: must start with /, got \"{path}\"");
-        }
+        let (listen, path) = endpoint(args)?;
         let filtered = args.get_one::<String>("entities").expect("default") != "all";
         let worker = WorkerOptions {
             entities: filtered.then(|| entities.clone()),
@@ -348,6 +361,47 @@ impl Receiving {
         std::fs::create_dir_all(&self.data)
             .with_context(|| format!("create the data directory {}", self.data.display()))
     }
+}
+
+/// Serves `app` (the webhook endpoint and any routes beside it) on the endpoint's address
+/// while `worker` runs, a full repair on each SIGUSR1, until Ctrl-C or SIGTERM; then lets
+/// the worker finish its rounds. `banner` is printed after the address.
+pub async fn serve<A: Apply>(
+    options: &Receiving,
+    app: axum::Router,
+    worker: Worker<A>,
+    banner: &str,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("listen on {}", options.listen))?;
+    let shutdown = crate::shutdown_signal()?;
+    let mut repairs = full_repair_requests()?;
+    let asker = worker.clone();
+    tokio::spawn(async move {
+        while repairs.recv().await.is_some() {
+            asker.request_full_repair();
+        }
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let working = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    eprintln!(
+        "ledgerhook: listening on http://{}{}",
+        listener.local_addr()?,
+        options.path
+    );
+    if !banner.is_empty() {
+        eprintln!("ledgerhook: {banner}");
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serve HTTP")?;
+    let _ = stop.send(());
+    let _ = working.await;
+    Ok(())
 }
 
 /// Resolves each time SIGUSR1 arrives (never elsewhere): the on-demand full repair.

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What the endpoint checks.
+#[derive(Clone)]
 pub struct HandlerOptions {
     /// Verifier tokens accepted for `intuit-signature` (none: not checked).
     pub verifier_tokens: Vec<String>,

@@ -184,12 +184,36 @@ async fn subscribe_app(
     url: &str,
     realms: usize,
 ) -> anyhow::Result<(String, Vec<String>)> {
+    let app_id = subscribed_app(client, base, url, "Bench").await?;
+    let mut ids = Vec::with_capacity(realms);
+    for _ in 0..realms {
+        let realm = call(
+            client,
+            reqwest::Method::POST,
+            format!("{base}/api/v1/realms"),
+            json!({"name": "R", "environment": "sandbox"}),
+        )
+        .await?;
+        let id = realm["id"].as_str().context("realm id")?.to_owned();
+        connect(client, base, &app_id, &id).await?;
+        ids.push(id);
+    }
+    Ok((app_id, ids))
+}
+
+/// A new app named `name` whose sandbox configuration sends everything to `url`.
+async fn subscribed_app(
+    client: &reqwest::Client,
+    base: &str,
+    url: &str,
+    name: &str,
+) -> anyhow::Result<String> {
     use reqwest::Method;
     let app = call(
         client,
         Method::POST,
         format!("{base}/api/v1/apps"),
-        json!({"name": "Bench"}),
+        json!({"name": name}),
     )
     .await?;
     let app_id = app["id"].as_str().context("app id")?.to_owned();
@@ -200,26 +224,19 @@ async fn subscribe_app(
         json!({"url": url, "entities": "*"}),
     )
     .await?;
-    let mut ids = Vec::with_capacity(realms);
-    for _ in 0..realms {
-        let realm = call(
-            client,
-            Method::POST,
-            format!("{base}/api/v1/realms"),
-            json!({"name": "R", "environment": "sandbox"}),
-        )
-        .await?;
-        let id = realm["id"].as_str().context("realm id")?.to_owned();
-        call(
-            client,
-            Method::POST,
-            format!("{base}/api/v1/apps/{app_id}/connections"),
-            json!({"realm_id": id}),
-        )
-        .await?;
-        ids.push(id);
-    }
-    Ok((app_id, ids))
+    Ok(app_id)
+}
+
+/// Connects `app_id` to `realm`.
+async fn connect(client: &reqwest::Client, base: &str, app_id: &str, realm: &str) -> anyhow::Result<()> {
+    call(
+        client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/apps/{app_id}/connections"),
+        json!({"realm_id": realm}),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Another app subscribed to `url` and connected to the same `realms`.
@@ -229,30 +246,9 @@ async fn fan_out_to(
     url: &str,
     realms: &[String],
 ) -> anyhow::Result<()> {
-    use reqwest::Method;
-    let app = call(
-        client,
-        Method::POST,
-        format!("{base}/api/v1/apps"),
-        json!({"name": "Fan-out"}),
-    )
-    .await?;
-    let app_id = app["id"].as_str().context("app id")?.to_owned();
-    call(
-        client,
-        Method::PUT,
-        format!("{base}/api/v1/apps/{app_id}/webhooks/sandbox"),
-        json!({"url": url, "entities": "*"}),
-    )
-    .await?;
+    let app_id = subscribed_app(client, base, url, "Fan-out").await?;
     for realm in realms {
-        call(
-            client,
-            Method::POST,
-            format!("{base}/api/v1/apps/{app_id}/connections"),
-            json!({"realm_id": realm}),
-        )
-        .await?;
+        connect(client, base, &app_id, realm).await?;
     }
     Ok(())
 }

@@ -51,34 +51,8 @@ pub fn run(args: &ArgMatches) -> anyhow::Result<()> {
         if args.get_flag("verify") {
             return verify(&worker, &mirror, &options).await;
         }
-        let app = router(&options.path, inbox, options.handler)?;
-        let listener = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .with_context(|| format!("listen on {}", options.listen))?;
-        let shutdown = crate::shutdown_signal()?;
-        let mut repairs = receiving::full_repair_requests()?;
-        let asker = worker.clone();
-        tokio::spawn(async move {
-            while repairs.recv().await.is_some() {
-                asker.request_full_repair();
-            }
-        });
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let working = tokio::spawn(worker.run(async move {
-            let mut stopped = stopped;
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
-        eprintln!(
-            "ledgerhook: listening on http://{}{}",
-            listener.local_addr()?,
-            options.path
-        );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serve HTTP")?;
-        let _ = stop.send(true);
-        let _ = working.await;
+        let app = router(&options.path, inbox, options.handler.clone())?;
+        receiving::serve(&options, app, worker, "").await?;
         eprintln!("ledgerhook: mirror stopped");
         Ok(())
     })

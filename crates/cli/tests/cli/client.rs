@@ -63,17 +63,7 @@ impl Cli {
 fn started() -> (tempfile::TempDir, TestDatabase, ServerProcess) {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDatabase::sqlite();
-    let server = ServerProcess::start(
-        dir.path(),
-        &db.url,
-        &[
-            "--allow-http",
-            "--allow-private-networks",
-            "--sandbox-batch-window",
-            "0s",
-        ],
-        &[("LEDGERHOOK_ADMIN_TOKEN", OPERATOR)],
-    );
+    let server = ServerProcess::start_loopback(dir.path(), &db.url, OPERATOR);
     (dir, db, server)
 }
 

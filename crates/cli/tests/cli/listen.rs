@@ -102,33 +102,14 @@ struct Setup {
 }
 
 fn call(base: &str, method: Method, path: &str, body: Value) -> Value {
-    let response = http()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(OPERATOR)
-        .json(&body)
-        .send()
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
+    crate::support::call(base, OPERATOR, method, path, body)
 }
 
 impl Setup {
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDatabase::sqlite();
-        let server = ServerProcess::start(
-            dir.path(),
-            &db.url,
-            &[
-                "--allow-http",
-                "--allow-private-networks",
-                "--sandbox-batch-window",
-                "0s",
-            ],
-            &[("LEDGERHOOK_ADMIN_TOKEN", OPERATOR)],
-        );
+        let server = ServerProcess::start_loopback(dir.path(), &db.url, OPERATOR);
         let base = server.base.clone();
         let app = call(&base, Method::POST, "/api/v1/apps", json!({"name": "Listening"}));
         let realm = call(

@@ -2,7 +2,7 @@
 //! the server, `--verify` proves it equal, and a notification missed while the app was
 //! unsubscribed is found by `--verify` and repaired by the next notification.
 
-use crate::support::{binary, free_port, http, ServerProcess};
+use crate::support::{binary, free_port, ServerProcess};
 use ledgerhook_testkit::TestDatabase;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -13,22 +13,11 @@ const OPERATOR: &str = "mirror-test-operator-token";
 
 struct Api {
     base: String,
-    client: reqwest::blocking::Client,
 }
 
 impl Api {
     fn call(&self, method: Method, path: &str, body: Value) -> Value {
-        let response = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(OPERATOR)
-            .json(&body)
-            .send()
-            .unwrap();
-        let status = response.status();
-        let body: Value = response.json().unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {body}");
-        body
+        crate::support::call(&self.base, OPERATOR, method, path, body)
     }
 
     fn customer(&self, realm: &str, id: &str, operation: &str, name: &str) {
@@ -90,20 +79,9 @@ fn verify(dir: &Path, args: &[&str]) -> (bool, String) {
 fn the_mirror_keeps_an_equal_copy_and_repairs_a_missed_notification() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDatabase::sqlite();
-    let server = ServerProcess::start(
-        dir.path(),
-        &db.url,
-        &[
-            "--allow-http",
-            "--allow-private-networks",
-            "--sandbox-batch-window",
-            "0s",
-        ],
-        &[("LEDGERHOOK_ADMIN_TOKEN", OPERATOR)],
-    );
+    let server = ServerProcess::start_loopback(dir.path(), &db.url, OPERATOR);
     let api = Api {
         base: server.base.clone(),
-        client: http(),
     };
     let realm = api.call(
         Method::POST,

@@ -13,16 +13,7 @@ use std::time::{Duration, Instant};
 const OPERATOR: &str = "relay-test-operator-token";
 
 fn call(base: &str, method: Method, path: &str, body: Value) -> Value {
-    let response = http()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(OPERATOR)
-        .json(&body)
-        .send()
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
+    crate::support::call(base, OPERATOR, method, path, body)
 }
 
 /// An app answering `status` (changeable), recording every body it accepts.
@@ -63,17 +54,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 fn a_refusing_app_shows_as_failing_then_dead_letters_are_retried() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDatabase::sqlite();
-    let server = ServerProcess::start(
-        dir.path(),
-        &db.url,
-        &[
-            "--allow-http",
-            "--allow-private-networks",
-            "--sandbox-batch-window",
-            "0s",
-        ],
-        &[("LEDGERHOOK_ADMIN_TOKEN", OPERATOR)],
-    );
+    let server = ServerProcess::start_loopback(dir.path(), &db.url, OPERATOR);
     let base = server.base.clone();
     let created = call(&base, Method::POST, "/api/v1/apps", json!({"name": "Relayed"}));
     let app_id = created["id"].as_str().unwrap().to_owned();

@@ -57,6 +57,22 @@ impl ServerProcess {
         Self::spawn(cmd).unwrap_or_else(|(status, err)| panic!("server did not start ({status:?}):\n{err}"))
     }
 
+    /// `ledgerhook serve` for tests of receivers on this machine: `http://` and loopback
+    /// endpoints allowed, a zero sandbox window, `operator` as the operator token.
+    pub fn start_loopback(dir: &Path, database_url: &str, operator: &str) -> ServerProcess {
+        ServerProcess::start(
+            dir,
+            database_url,
+            &[
+                "--allow-http",
+                "--allow-private-networks",
+                "--sandbox-batch-window",
+                "0s",
+            ],
+            &[("LEDGERHOOK_ADMIN_TOKEN", operator)],
+        )
+    }
+
     /// Spawns a prepared command; `Err` carries the exit status and stderr when it exited
     /// before listening.
     pub fn spawn(mut cmd: Command) -> Result<ServerProcess, (Option<ExitStatus>, String)> {
@@ -154,4 +170,25 @@ pub fn http() -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
+}
+
+/// A JSON call to `base` as `token`; asserts a success and answers the body (`Null` when
+/// empty).
+pub fn call(
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let response = http()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().unwrap_or(serde_json::Value::Null);
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
 }
