@@ -5,6 +5,7 @@
 //! `ledgerhook-bench ingest --backend sqlite --clients 16 --batch 100 --duration 10`
 //! `ledgerhook-bench deliver --backend sqlite --realms 1000 --window 0 --duration 10`
 //! `ledgerhook-bench ack --rate 500 --concurrency 8 --duration 10 --runs 3`
+//! `ledgerhook-bench page --backend sqlite --notifications 1000000`
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // the load generator and its receiver talk to the server under test
 
@@ -13,6 +14,7 @@ mod cpu;
 mod deliver;
 mod fsync;
 mod ingest;
+mod page;
 mod receiver;
 mod server;
 
@@ -33,6 +35,8 @@ enum Command {
     Ingest(ingest::Args),
     /// Delivery throughput, latency and isolation.
     Deliver(deliver::Args),
+    /// Notification-list pages over a large history.
+    Page(page::Args),
     /// The benchmark receiver (started by `deliver` as its own process).
     Receiver(receiver::Args),
     /// The fsync latency of the disk holding a directory.
@@ -49,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ack(args) => tokio::runtime::Runtime::new()?.block_on(ack::run(args)),
         Command::Ingest(args) => tokio::runtime::Runtime::new()?.block_on(ingest::run(args)),
         Command::Deliver(args) => tokio::runtime::Runtime::new()?.block_on(deliver::run(args)),
+        Command::Page(args) => tokio::runtime::Runtime::new()?.block_on(page::run(args)),
         Command::Receiver(args) => tokio::runtime::Runtime::new()?.block_on(receiver::run(args)),
         Command::Fsync { dir } => {
             let dir = match dir {

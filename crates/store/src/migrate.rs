@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, Sql)] = &[
     ),
     (10, Sql::Both(include_str!("migrations/0010_token_scope.sql"))),
     (11, Sql::Both(include_str!("migrations/0011_faults.sql"))),
+    (12, Sql::Both(include_str!("migrations/0012_attempt_headers.sql"))),
+    (
+        13,
+        Sql::Both(include_str!("migrations/0013_notification_pages.sql")),
+    ),
 ];
 
 /// Arbitrary but fixed key of the PostgreSQL advisory lock taken while migrating.

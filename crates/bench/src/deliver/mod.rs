@@ -147,7 +147,7 @@ async fn raw_capacity(receiver: &ReceiverProcess) -> anyhow::Result<f64> {
     Ok(done.load(Ordering::Relaxed) as f64 / 3.0)
 }
 
-async fn call(
+pub(crate) async fn call(
     client: &reqwest::Client,
     method: reqwest::Method,
     url: String,
@@ -178,7 +178,7 @@ async fn subscribe(
 }
 
 /// [`subscribe`], answering the app's id too.
-async fn subscribe_app(
+pub(crate) async fn subscribe_app(
     client: &reqwest::Client,
     base: &str,
     url: &str,

@@ -17,7 +17,7 @@ const GROUP: usize = 256;
 
 /// What the recorder writes: a result (its sender waits for the commit) or a parking.
 enum RecordJob {
-    Result(AttemptResult, oneshot::Sender<Result<(), Arc<StoreError>>>),
+    Result(Box<AttemptResult>, oneshot::Sender<Result<(), Arc<StoreError>>>),
     Park(Parking),
 }
 
@@ -52,6 +52,7 @@ pub(super) fn attempt_result(
             status_code: attempt.status_code.map(i64::from),
             error: attempt.error.clone(),
             response_body: attempt.response_body.clone(),
+            request_headers: attempt.request_headers.clone(),
         },
         decision: decision.clone(),
         owner: claim.as_ref().map(|c| c.owner.to_owned()),
@@ -81,7 +82,7 @@ impl Recorder {
         let (reply, committed) = oneshot::channel();
         if self
             .jobs
-            .send(RecordJob::Result(result.clone(), reply))
+            .send(RecordJob::Result(Box::new(result.clone()), reply))
             .await
             .is_err()
         {
@@ -114,7 +115,7 @@ async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
         for job in group {
             match job {
                 RecordJob::Result(result, reply) => {
-                    results.push(result);
+                    results.push(*result);
                     replies.push(reply);
                 }
                 RecordJob::Park(parking) => parkings.push(parking),

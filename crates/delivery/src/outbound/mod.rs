@@ -71,6 +71,9 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The first 1 KiB of the response body (lossy UTF-8).
     pub response_body: Option<String>,
+    /// The headers the request carried, in the order sent; empty when the target was
+    /// refused before any request was made.
+    pub request_headers: Vec<(String, String)>,
 }
 
 /// The settings the client is built from.
@@ -184,6 +187,14 @@ impl OutboundClient {
             },
         };
         let duration_ms = clock.elapsed().as_millis() as i64;
+        let request_headers = match &result {
+            Err((Outcome::Refused, _)) => Vec::new(),
+            _ => request
+                .headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                .collect(),
+        };
         match result {
             Ok((status, body)) => {
                 let outcome = match status {
@@ -199,6 +210,7 @@ impl OutboundClient {
                     status_code: Some(status),
                     error,
                     response_body: Some(body),
+                    request_headers,
                 }
             }
             Err((outcome, error)) => Attempt {
@@ -208,6 +220,7 @@ impl OutboundClient {
                 status_code: None,
                 error: Some(error),
                 response_body: None,
+                request_headers,
             },
         }
     }

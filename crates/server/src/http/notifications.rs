@@ -46,7 +46,18 @@ fn record_json(a: &AttemptRecord) -> Value {
         "status_code": a.status_code,
         "error": a.error,
         "response_body": a.response_body,
+        "request_headers": headers_json(&a.request_headers),
     })
+}
+
+/// An attempt's request headers as one JSON object, in the order sent.
+fn headers_json(headers: &[(String, String)]) -> Value {
+    Value::Object(
+        headers
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+            .collect(),
+    )
 }
 
 fn attempt_json(number: i64, a: &Attempt) -> Value {
@@ -58,6 +69,7 @@ fn attempt_json(number: i64, a: &Attempt) -> Value {
         "status_code": a.status_code,
         "error": a.error,
         "response_body": a.response_body,
+        "request_headers": headers_json(&a.request_headers),
     })
 }
 
@@ -87,6 +99,11 @@ fn filter_from(
         .filter(|v| !v.is_empty())
         .map(|v| Timestamp::parse(v).map_err(|e| ApiError::invalid(format!("since: {e}"))))
         .transpose()?;
+    let until = query
+        .get("until")
+        .filter(|v| !v.is_empty())
+        .map(|v| Timestamp::parse(v).map_err(|e| ApiError::invalid(format!("until: {e}"))))
+        .transpose()?;
     let before_seq = params
         .after
         .as_deref()
@@ -101,6 +118,7 @@ fn filter_from(
         realm_id: query.get("realm").filter(|v| !v.is_empty()).cloned(),
         status,
         since,
+        until,
         before_seq,
     })
 }

@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: `tests/clients/dashboard.js` drives Debian's
-//! `chromium` through playwright-core against a server holding an app whose sandbox
-//! endpoint failed until it was blacklisted, and scans every view with axe-core.
+//! `chromium` through playwright-core against a server holding an app with a history of
+//! 1,050 delivered notifications whose sandbox endpoint then failed until it was
+//! blacklisted, and scans every view with axe-core.
 //! A screenshot of each view is kept under the build tree
 //! (`target/tmp/dashboard-screenshots/`). `scripts/test` installs chromium and the npm
 //! packages; without them the test says it
@@ -11,6 +12,33 @@ use crate::support::{TestServer, OPERATOR};
 use ledgerhook_testkit::{receiver, Kind};
 use serde_json::json;
 use std::time::Duration;
+
+/// Delivered notifications made before the failure: more than the 1,000 a page can
+/// reach without its cursor.
+const HISTORY: usize = 1_050;
+
+/// `count` single-event ingestion requests to `realm`, eight at a time: at window 0 each
+/// makes one notification.
+async fn delivered_history(server: &TestServer, realm: &str, count: usize) {
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/realms/{realm}/events", server.base);
+    let mut sent = 0;
+    while sent < count {
+        let batch: Vec<_> = (sent..count.min(sent + 8))
+            .map(|n| {
+                let request = client
+                    .post(&url)
+                    .bearer_auth(OPERATOR)
+                    .json(&json!([{"name": "Customer", "id": format!("h{n}"), "operation": "Create"}]));
+                tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+            })
+            .collect();
+        for answer in batch {
+            assert_eq!(answer.await.unwrap().unwrap(), 202, "history ingestion");
+            sent += 1;
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
@@ -44,10 +72,15 @@ async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
             json!({"url": hook.url("http", "/hook"), "entities": "*"}),
         )
         .await;
+    // A history of more than 1,000 delivered notifications (one per request), to page past.
+    hook.set(200, Duration::ZERO);
+    delivered_history(&server, &realm, HISTORY).await;
+    hook.wait_for(HISTORY, Duration::from_secs(60)).await;
+    hook.set(500, Duration::ZERO);
     let event = json!([{"name": "Customer", "id": "1", "operation": "Create"}]);
     server.ingest(&realm, &event).await;
     // One attempt and three retries fail: dropped, and the configuration blacklisted.
-    hook.wait_for(4, Duration::from_secs(10)).await;
+    hook.wait_for(HISTORY + 4, Duration::from_secs(10)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let failing = loop {
         let list = server.stored_notifications(&app_id).await;
@@ -60,15 +93,23 @@ async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
     // A change while blacklisted: its notification is held until the reactivation.
     let held = json!([{"name": "Customer", "id": "2", "operation": "Create"}]);
     server.ingest(&realm, &held).await;
-    server
-        .wait_for_notifications(&app_id, 2, Duration::from_secs(10))
-        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !server
+        .stored_notifications(&app_id)
+        .await
+        .iter()
+        .any(|n| n.status.as_str() == "held")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never held");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     hook.set(200, Duration::ZERO);
     let node_path = modules.parent().unwrap().to_string_lossy().into_owned();
     // A screenshot of each view, kept in the build tree.
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let shots = shots.to_string_lossy().into_owned();
+    let history = HISTORY.to_string();
     let envs = [
         ("LEDGERHOOK_BASE", server.base.as_str()),
         ("OPERATOR_TOKEN", OPERATOR),
@@ -80,8 +121,9 @@ async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
         ("SCREENSHOTS", shots.as_str()),
         ("APP_KEY", app_key.as_str()),
         ("OTHER_APP_NAME", "Somebody else's app"),
+        ("HISTORY", &history),
     ];
-    run_script(std::path::Path::new("node"), "dashboard.js", &envs, 20).await;
+    run_script(std::path::Path::new("node"), "dashboard.js", &envs, 24).await;
     let taken = std::fs::read_dir(&shots).unwrap().count();
     assert!(taken >= 6, "{taken} screenshots in {shots}");
     // What the page did, seen from the API.

@@ -610,6 +610,25 @@ async fn notifications_can_be_listed_read_redelivered_and_recovered(kind: Kind) 
         ))
         .await;
     let item = &list["data"][0];
+    // A time range: nothing made before `since`, this one before a minute from now; a
+    // malformed bound is a 400 that names it.
+    let (_, before) = server.get(&format!("{base}?until={since}")).await;
+    assert_eq!(before["data"], json!([]), "made before {since}: {before}");
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (_, range) = server
+        .get(&format!("{base}?status=dropped&since={since}&until={later}"))
+        .await;
+    assert_eq!(range["data"][0]["id"], item["id"], "{range}");
+    let (status, error) = server.get(&format!("{base}?until=yesterday")).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("until"),
+        "{error}"
+    );
     let keys: Vec<&str> = item.as_object().unwrap().keys().map(String::as_str).collect();
     for key in [
         "id",
@@ -636,6 +655,24 @@ async fn notifications_can_be_listed_read_redelivered_and_recovered(kind: Kind) 
     assert_eq!(attempts[1]["outcome"], "http");
     assert_eq!(attempts[1]["status_code"], 503);
     assert_eq!(attempts[1]["response_body"], "status 503");
+    // Each attempt shows the headers its request carried: what the receiver got.
+    for (attempt, received) in attempts.iter().zip(hook.requests()) {
+        let shown = attempt["request_headers"].as_object().expect("request_headers");
+        for name in [
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "intuit-signature",
+            "content-type",
+        ] {
+            assert_eq!(
+                shown[name].as_str(),
+                received.headers.get(name).map(String::as_str),
+                "{name} of attempt {}",
+                attempt["number"]
+            );
+        }
+    }
 
     // Redelivery sends now and does not touch the configuration's state.
     hook.set(200, Duration::ZERO);

@@ -158,6 +158,7 @@ async fn recording_failure(kind: Kind) {
         status_code: Some(200),
         error: None,
         response_body: None,
+        request_headers: Vec::new(),
     };
     let err = server
         .state

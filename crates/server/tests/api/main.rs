@@ -20,5 +20,6 @@ mod openapi;
 mod outage;
 mod properties;
 mod quickbooks;
+mod schemathesis;
 mod support;
 mod v3;

@@ -80,6 +80,23 @@ async function axe(page, view) {
   check(true, 'the held notification becomes delivered, seen without reloading the page');
   await page.uncheck('#f-live');
   await axe(page, 'the notifications');
+  // Server-side paging: the delivered history, page after page, past its first 1,000.
+  await page.selectOption('#f-status', 'delivered');
+  await page.click('#filters button[type=submit]');
+  await page.waitForFunction(() => document.querySelectorAll('#rows tr').length === 50);
+  const history = Number(process.env.HISTORY);
+  let pages = 1;
+  while (!(await page.isDisabled('#more'))) {
+    const before = await page.locator('#rows tr').count();
+    await page.click('#more');
+    await page.waitForFunction(n => document.querySelectorAll('#rows tr').length > n || document.getElementById('more').disabled, before);
+    pages += 1;
+    if (pages > 100) break;
+  }
+  const ids = await page.$$eval('#rows button[data-act=show]', bs => bs.map(b => b.dataset.id));
+  check(ids.length > history && new Set(ids).size === ids.length, `paged through ${ids.length} delivered notifications in ${pages} pages, none twice`);
+  const created = await page.$$eval('#rows tr', rows => rows.map(r => Date.parse(r.children[6].textContent)));
+  check(created.every((t, i) => i === 0 || created[i - 1] >= t), 'the pages run newest first');
   await page.selectOption('#f-status', 'dropped');
   await page.click('#filters button[type=submit]');
   await page.waitForFunction(() => [...document.querySelectorAll('#rows tr')].every(r => r.textContent.includes('dropped')) && document.querySelectorAll('#rows tr').length > 0);
@@ -89,6 +106,10 @@ async function axe(page, view) {
   check(await page.isVisible('text=Payload') && await page.isVisible('caption:has-text("Attempts")'), 'the detail shows the payload and every attempt');
   const attempts = await page.locator('#detail tbody tr').count();
   check(attempts === 4, `the dropped notification lists its 4 attempts (got ${attempts})`);
+  const headerSets = await page.locator('#detail details.headers').count();
+  await page.click('#detail details.headers summary');
+  const sent = await page.textContent('#detail details.headers pre');
+  check(headerSets === 4 && /webhook-signature: v1,/.test(sent) && /intuit-signature: /.test(sent), 'each attempt shows the headers its request carried');
   await axe(page, 'a notification');
   await page.click('button[data-act=redeliver]');
   await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('Redelivered'));
@@ -105,6 +126,21 @@ async function axe(page, view) {
   await page.waitForFunction(() => !document.getElementById('status').textContent.startsWith('Redelivered'));
   const answer = await page.textContent('#status');
   check(answer.startsWith('Accepted 1'), 'a change made from the page is accepted: ' + answer);
+  // …and its notification arrives: the newest in the list, delivered.
+  await page.click('nav button[data-view=notifications]');
+  await page.waitForSelector('#f-app');
+  await page.selectOption('#f-status', '');
+  await page.check('#f-live');
+  await page.click('#filters button[type=submit]');
+  await page.waitForFunction(() => {
+    const top = document.querySelector('#rows tr');
+    return top && top.textContent.includes('delivered') && !top.textContent.includes('(test)') && Date.now() - Date.parse(top.children[6].textContent) < 60000;
+  }, null, { timeout: 15000 });
+  const newest = await page.getAttribute('#rows tr:first-child button[data-act=show]', 'data-id');
+  await page.click(`button[data-act=show][data-id="${newest}"]`);
+  await page.waitForSelector('#detail-title');
+  check((await page.textContent('#detail pre')).includes('"id": "77"'), 'the change made from the page arrives as a delivered notification');
+  await page.uncheck('#f-live');
   // An app's key sees its own app only.
   const own = await browser.newPage();
   await own.goto(base + '/');

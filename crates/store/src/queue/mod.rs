@@ -62,6 +62,33 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// The first 1 KiB of the answer.
     pub response_body: Option<String>,
+    /// The headers the request carried (none when it was refused before it was made).
+    pub request_headers: Vec<(String, String)>,
+}
+
+/// Stored form of an attempt's request headers: one `name: value` line each (names and
+/// values made by the signer never hold a line break).
+pub(crate) fn encode_headers(headers: &[(String, String)]) -> Option<String> {
+    if headers.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
+    Some(lines.join("\n"))
+}
+
+/// Reads what [`encode_headers`] stored.
+pub(crate) fn decode_headers(stored: Option<&str>) -> Vec<(String, String)> {
+    stored
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(": ")?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
 }
 
 /// What an attempt's result does to its notification.

@@ -2,7 +2,10 @@
 //! consequences (retries, streams moved, blacklisting, leases freed); reading a
 //! notification's attempts; recovering a configuration's notifications.
 
-use super::{move_parked, AttemptRecord, AttemptResult, Decision, Direction, Parking, Tx};
+use super::{
+    decode_headers, encode_headers, move_parked, AttemptRecord, AttemptResult, Decision, Direction, Parking,
+    Tx,
+};
 use crate::notifications::NotificationStatus;
 use crate::signals::Signal;
 use crate::sql::{Params, ROWS_PER_STATEMENT};
@@ -94,7 +97,8 @@ impl Store {
     /// Every attempt of a notification, first first.
     pub async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT number, started_at, duration_ms, outcome, status_code, error, response_body FROM attempts \
+            "SELECT number, started_at, duration_ms, outcome, status_code, error, response_body, request_headers \
+             FROM attempts \
              WHERE notification_seq = $1 ORDER BY number",
         )
         .bind(seq)
@@ -110,6 +114,9 @@ impl Store {
                 status_code: row.try_get("status_code")?,
                 error: row.try_get("error")?,
                 response_body: row.try_get("response_body")?,
+                request_headers: decode_headers(
+                    row.try_get::<Option<String>, _>("request_headers")?.as_deref(),
+                ),
             });
         }
         Ok(out)
@@ -190,13 +197,13 @@ async fn insert_attempts(
                 "(SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE notification_seq = {})",
                 params.next()
             );
-            let rest: Vec<String> = (0..6).map(|_| params.next()).collect();
+            let rest: Vec<String> = (0..7).map(|_| params.next()).collect();
             format!("({seq}, {number}, {})", rest.join(", "))
         })
         .collect();
     let sql = format!(
-        "INSERT INTO attempts (notification_seq, number, started_at, duration_ms, outcome, status_code, error, response_body) \
-         VALUES {}",
+        "INSERT INTO attempts (notification_seq, number, started_at, duration_ms, outcome, status_code, error, response_body, \
+         request_headers) VALUES {}",
         rows.join(", ")
     );
     let mut query = sqlx::query(&sql);
@@ -210,7 +217,8 @@ async fn insert_attempts(
             .bind(attempt.outcome.as_str())
             .bind(attempt.status_code)
             .bind(attempt.error.as_deref())
-            .bind(attempt.response_body.as_deref());
+            .bind(attempt.response_body.as_deref())
+            .bind(encode_headers(&attempt.request_headers));
     }
     query.execute(&mut **tx).await?;
     Ok(())

@@ -170,6 +170,10 @@ impl Fixture {
                 status_code: Some(500),
                 error: Some("HTTP 500".into()),
                 response_body: Some("down".into()),
+                request_headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("webhook-id".into(), format!("msg_{}", candidate.seq)),
+                ],
             },
             decision,
             owner: Some(owner.into()),
@@ -275,6 +279,14 @@ async fn recording_delivers_retries_and_frees_the_stream(kind: Kind) {
     let attempts = f.store.attempts(first.seq).await.unwrap();
     assert_eq!(attempts.len(), 1);
     assert_eq!((attempts[0].number, attempts[0].status_code), (1, Some(500)));
+    assert_eq!(
+        attempts[0].request_headers,
+        vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("webhook-id".to_owned(), format!("msg_{}", first.seq)),
+        ],
+        "the request's headers are kept in order"
+    );
     assert!(
         f.claimable(at(100)).await.is_empty(),
         "strict order: the stream's next notification waits for the retry"

@@ -90,7 +90,9 @@ fn test_send() {}
 
 #[utoipa::path(get, path = "/api/v1/apps/{app}/notifications", tag = "notifications", security(("bearer" = [])),
     params(("app" = String, Path), ("environment" = Option<String>, Query), ("realm" = Option<String>, Query),
-           ("status" = Option<String>, Query), ("since" = Option<String>, Query), ("limit" = Option<u32>, Query),
+           ("status" = Option<String>, Query),
+           ("since" = Option<String>, Query, description = "RFC 3339: made at or after"),
+           ("until" = Option<String>, Query, description = "RFC 3339: made before"), ("limit" = Option<u32>, Query),
            ("cursor" = Option<String>, Query)),
     responses((status = 200, body = NotificationList), (status = 400, body = Error), (status = 404, body = Error)))]
 fn list_notifications() {}
@@ -135,7 +137,7 @@ fn openapi() {}
     paths(entities, create_realm, list_realms, get_realm, delete_realm, ingest, merge, create_app, list_apps, get_app,
           delete_app, rotate_secret, put_webhooks, get_webhooks, delete_webhooks, reactivate, recover, test_send,
           list_notifications, stats, get_notification, redeliver, create_connection, list_connections, delete_connection, openapi),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &CommonErrors),
     tags((name = "realms"), (name = "apps"), (name = "webhooks"), (name = "connections"), (name = "events"),
          (name = "notifications"), (name = "entities"), (name = "meta"))
 )]
@@ -157,5 +159,67 @@ impl utoipa::Modify for Bearer {
                     .build(),
             ),
         );
+    }
+}
+
+/// The answers any operation can give besides its own, added where it does not list them:
+/// `401` and `403` (a missing, unknown or too-weak token) on every secured operation, `429`
+/// (`api-rate-limit`) and `503` (the database unavailable) on every secured operation,
+/// `400` wherever a query, header or body is read, `404` wherever a path names a thing,
+/// and `413` (`max-body-size`) wherever a body is read. All carry the error shape.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Error")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let params = operation.parameters.as_deref().unwrap_or_default();
+                let in_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+                let reads_input = operation.request_body.is_some()
+                    || params.iter().any(|p| p.parameter_in != ParameterIn::Path);
+                let secured = operation.security.is_some();
+                let wanted = [
+                    (secured, "401", "No token, or one this server does not know"),
+                    (secured, "403", "The token may not do this"),
+                    (secured, "429", "Over api-rate-limit: try again after Retry-After"),
+                    (secured, "503", "The database is unavailable"),
+                    (reads_input, "400", "A malformed query, header or body"),
+                    (in_path, "404", "No such thing"),
+                    (
+                        operation.request_body.is_some(),
+                        "413",
+                        "The body is larger than max-body-size",
+                    ),
+                ];
+                for (applies, status, description) in wanted {
+                    if applies && !operation.responses.responses.contains_key(status) {
+                        operation
+                            .responses
+                            .responses
+                            .insert(status.to_owned(), error(description).into());
+                    }
+                }
+            }
+        }
     }
 }

@@ -316,6 +316,9 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The start of the endpoint's answer.
     pub response_body: Option<String>,
+    /// The headers the request carried (`webhook-id`, signatures, …); empty when the
+    /// target was refused before a request was made.
+    pub request_headers: std::collections::BTreeMap<String, String>,
 }
 
 /// A notification with its exact payload and every attempt.
