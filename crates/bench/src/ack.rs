@@ -166,6 +166,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             json!({"run": run, "requests": latencies.len(), "not_200": refused,
                    "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": max})
         );
+        anyhow::ensure!(
+            refused == 0,
+            "{refused} notifications were not acknowledged with 200"
+        );
         p50s.push(p50);
         p99s.push(p99);
         maxes.push(max);

@@ -6,11 +6,13 @@
 //! `ledgerhook-bench deliver --backend sqlite --realms 1000 --window 0 --duration 10`
 //! `ledgerhook-bench ack --rate 500 --concurrency 8 --duration 10 --runs 3`
 //! `ledgerhook-bench page --backend sqlite --notifications 1000000`
+//! `ledgerhook-bench crash --backend sqlite --trials 20`
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // the load generator and its receiver talk to the server under test
 
 mod ack;
 mod cpu;
+mod crash;
 mod deliver;
 mod fsync;
 mod ingest;
@@ -35,6 +37,8 @@ enum Command {
     Ingest(ingest::Args),
     /// Delivery throughput, latency and isolation.
     Deliver(deliver::Args),
+    /// Kill -9 trials: nothing acknowledged lost, no notification with two bodies.
+    Crash(crash::Args),
     /// Notification-list pages over a large history.
     Page(page::Args),
     /// The benchmark receiver (started by `deliver` as its own process).
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ack(args) => tokio::runtime::Runtime::new()?.block_on(ack::run(args)),
         Command::Ingest(args) => tokio::runtime::Runtime::new()?.block_on(ingest::run(args)),
         Command::Deliver(args) => tokio::runtime::Runtime::new()?.block_on(deliver::run(args)),
+        Command::Crash(args) => tokio::runtime::Runtime::new()?.block_on(crash::run(args)),
         Command::Page(args) => tokio::runtime::Runtime::new()?.block_on(page::run(args)),
         Command::Receiver(args) => tokio::runtime::Runtime::new()?.block_on(receiver::run(args)),
         Command::Fsync { dir } => {

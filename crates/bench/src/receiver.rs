@@ -88,9 +88,14 @@ fn stats(hook: &Receiver, skip: usize) -> Value {
         (Some(a), Some(b)) => b.started.duration_since(a.started).as_secs_f64() * 1000.0,
         _ => 0.0,
     };
-    let distinct: std::collections::HashSet<&str> = seen
+    // A notification is its id at its endpoint (Svix gives a message one id for every
+    // endpoint; it names it `svix-id` unless it sends the unbranded headers).
+    let distinct: std::collections::HashSet<(&str, &str)> = seen
         .iter()
-        .filter_map(|r| r.headers.get("webhook-id").map(String::as_str))
+        .filter_map(|r| {
+            let id = r.headers.get("webhook-id").or_else(|| r.headers.get("svix-id"))?;
+            Some((r.path.as_str(), id.as_str()))
+        })
         .collect();
     json!({"requests": seen.len(), "duplicates": seen.len() - distinct.len(), "events": events, "span_ms": span_ms,
            "connections": hook.connections(),

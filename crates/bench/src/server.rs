@@ -44,6 +44,8 @@ pub struct BenchServer {
     pub base: String,
     /// The database, kept alive (and dropped) with the server.
     pub database: TestDatabase,
+    binary: std::path::PathBuf,
+    args: Vec<String>,
 }
 
 impl BenchServer {
@@ -63,44 +65,62 @@ impl BenchServer {
         let database = TestDatabase::new(kind)
             .await
             .context("no PostgreSQL configured")?;
-        let mut child = Command::new(binary)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                &database.url,
-            ])
-            .args(args)
-            .env("LEDGERHOOK_ADMIN_TOKEN", OPERATOR)
-            .env("LEDGERHOOK_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("start {}", binary.display()))?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("ledgerhook: listening on ") {
-                    let _ = tx.send(addr.to_owned());
-                } else {
-                    eprintln!("server: {line}");
-                }
+        let (child, base) = spawn(binary, &database.url, args)?;
+        Ok(BenchServer {
+            child,
+            base,
+            database,
+            binary: binary.to_owned(),
+            args: args.to_vec(),
+        })
+    }
+
+    /// SIGKILL: the process ends at once, whatever it was doing.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the server again on the same database and settings (on a new port: see
+    /// [`BenchServer::base`]).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let (child, base) = spawn(&self.binary, &self.database.url, &self.args)?;
+        self.child = child;
+        self.base = base;
+        Ok(())
+    }
+}
+
+/// `binary serve` on `url`; answers the child and its base URL once it listens.
+fn spawn(binary: &Path, url: &str, args: &[String]) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+        .args(args)
+        .env("LEDGERHOOK_ADMIN_TOKEN", OPERATOR)
+        .env("LEDGERHOOK_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("start {}", binary.display()))?;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("ledgerhook: listening on ") {
+                let _ = tx.send(addr.to_owned());
+            } else {
+                eprintln!("server: {line}");
             }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(base) = rx.recv_timeout(Duration::from_millis(50)) {
-                return Ok(BenchServer {
-                    child,
-                    base,
-                    database,
-                });
-            }
-            if child.try_wait()?.is_some() || Instant::now() > deadline {
-                bail!("the server did not start");
-            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(base) = rx.recv_timeout(Duration::from_millis(50)) {
+            return Ok((child, base));
+        }
+        if child.try_wait()?.is_some() || Instant::now() > deadline {
+            bail!("the server did not start");
         }
     }
 }

@@ -20,10 +20,11 @@ impl Store {
     /// `retrying`, test sends aside: they are never queued), and the due time of the
     /// oldest one that is due at `now`. Both are read from the `notifications_due` index.
     pub async fn queue_stats(&self, now: Timestamp) -> Result<(i64, Option<Timestamp>), StoreError> {
-        let depth: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE status IN ('pending', 'retrying') AND test = 0")
-                .fetch_one(self.reader())
-                .await?;
+        let depth: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE status IN ('pending', 'retrying') AND test = 0",
+        )
+        .fetch_one(self.reader())
+        .await?;
         let oldest: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM notifications WHERE status IN ('pending', 'retrying') AND test = 0 \
              AND next_attempt_at <= $1",

@@ -94,18 +94,13 @@ pub(super) async fn isolation(
     let rate = args.rate.unwrap_or(200.0);
     let healthy = &realms[..realms.len().min(50)];
     // One measured phase: the healthy realms at `rate` for `--duration`.
-    let measure = || {
-        load(
-            client,
-            &server.base,
-            healthy,
-            args.clients,
-            args.duration,
-            Some(rate),
-        )
+    let target = Target::Ledgerhook {
+        base: server.base.clone(),
+        realms: healthy.to_vec(),
     };
+    let measure = || load(client, &target, args.clients, args.duration, Some(rate));
     // Warm up (connections, caches).
-    let warm = load(client, &server.base, healthy, args.clients, 1.0, Some(rate)).await;
+    let warm = load(client, &target, args.clients, 1.0, Some(rate)).await;
     drain(receiver, warm).await?;
     let hole = black_hole().await?;
     let parties = Parties {

@@ -9,12 +9,15 @@
 //!   at `--rate` alone and then with them.
 
 mod isolation;
+mod peer;
 
 use crate::cpu::Parties;
 use crate::server::{Backend, BenchServer, OPERATOR};
 use anyhow::{bail, Context};
 use isolation::isolation;
 use ledgerhook_domain::Timestamp;
+use peer::SvixServer;
+pub(crate) use peer::Target;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -58,6 +61,14 @@ pub struct Args {
     /// The `ledgerhook` binary.
     #[arg(long, default_value = "target/release/ledgerhook")]
     ledgerhook: PathBuf,
+    /// Also run the scenario against the Svix server started by this `run.sh` (with the
+    /// same load generator and receiver, after Ledgerhook), and print both side by side.
+    #[arg(long)]
+    svix: Option<PathBuf>,
+    /// Fail when an acknowledged event was not delivered or was delivered twice (the
+    /// smoke runs of `.ci/run`).
+    #[arg(long)]
+    check: bool,
 }
 
 struct ReceiverProcess {
@@ -168,7 +179,7 @@ pub(crate) async fn call(
 }
 
 /// An app subscribed to `url`, connected to `realms` new sandbox realms; answers them.
-async fn subscribe(
+pub(crate) async fn subscribe(
     client: &reqwest::Client,
     base: &str,
     url: &str,
@@ -253,12 +264,11 @@ async fn fan_out_to(
     Ok(())
 }
 
-/// Sends single-event requests over `realms` for `duration` (paced at `rate` when given);
+/// Sends single-event requests to `target` for `duration` (paced at `rate` when given);
 /// answers the events acknowledged.
 async fn load(
     client: &reqwest::Client,
-    base: &str,
-    realms: &[String],
+    target: &Target,
     clients: usize,
     duration: f64,
     rate: Option<f64>,
@@ -267,15 +277,9 @@ async fn load(
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(duration);
     let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
-    let realms = Arc::new(realms.to_vec());
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (client, base, realms, acknowledged) = (
-            client.clone(),
-            base.to_owned(),
-            realms.clone(),
-            acknowledged.clone(),
-        );
+        let (client, target, acknowledged) = (client.clone(), target.clone(), acknowledged.clone());
         tasks.push(tokio::spawn(async move {
             let mut n = 0usize;
             let mut next = start
@@ -287,7 +291,6 @@ async fn load(
                     tokio::time::sleep_until(next.into()).await;
                     next += interval;
                 }
-                let realm = &realms[(c + n * clients) % realms.len()];
                 // The id carries the send time in microseconds: the receiver's latency is
                 // finer than `lastUpdated`'s milliseconds.
                 let sent = std::time::SystemTime::now()
@@ -295,10 +298,10 @@ async fn load(
                     .unwrap_or_default();
                 let events = json!([{"name": "Customer", "id": format!("{c}-{n}-{}", sent.as_micros()), "operation": "Update",
                                      "lastUpdated": Timestamp(sent.as_millis() as i64).to_rfc3339()}]);
+                let request = target.request(&client, c, n, clients, &events);
                 n += 1;
-                let url = format!("{base}/api/v1/realms/{realm}/events");
-                if let Ok(r) = client.post(url).bearer_auth(OPERATOR).json(&events).send().await {
-                    if r.status() == 202 {
+                if let Ok(r) = request.send().await {
+                    if r.status().is_success() {
                         acknowledged.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -363,45 +366,146 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.dead > 0 {
         return isolation(&args, &client, &server, &mut receiver, &realms).await;
     }
-    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    let target = Target::Ledgerhook {
+        base: server.base.clone(),
+        realms: realms.clone(),
+    };
+    let ours = measure(
+        &args,
+        &client,
+        &target,
+        &mut receiver,
+        capacity,
+        &format!("ledgerhook {backend}"),
+    )
+    .await?;
+    drop(server);
+    let Some(run_sh) = peer::run_sh(&args.svix)? else {
+        return Ok(());
+    };
+    let svix = SvixServer::start(&run_sh, &receiver.ca).await?;
+    let urls: Vec<String> = if args.endpoints > 1 {
+        (1..=args.endpoints).map(|e| format!("{hook}/{e}")).collect()
+    } else {
+        vec![hook.clone()]
+    };
+    let app = svix.app_with_endpoints(&urls).await?;
+    let target = Target::Svix {
+        base: svix.base.clone(),
+        token: svix.token.clone(),
+        app,
+    };
+    let theirs = measure(&args, &client, &target, &mut receiver, capacity, "svix").await?;
+    println!();
+    println!("| {} | Svix | Ledgerhook {backend} | ratio |", scenario(&args));
+    println!("|---|---|---|---|");
+    let rows = [
+        ("deliveries/s (median)", theirs.rate, ours.rate),
+        ("p50 latency, ms (median)", theirs.p50, ours.p50),
+        ("p99 latency, ms (median)", theirs.p99, ours.p99),
+    ];
+    for (name, svix, ledgerhook) in rows {
+        let ratio = if name.starts_with("deliveries") {
+            ledgerhook / svix.max(1e-9)
+        } else {
+            svix / ledgerhook.max(1e-9)
+        };
+        println!("| {name} | {svix:.1} | {ledgerhook:.1} | {ratio:.2}× |");
+    }
+    println!(
+        "{}",
+        json!({"scenario": scenario(&args), "backend": backend, "svix": theirs.json(), "ledgerhook": ours.json()})
+    );
+    Ok(())
+}
+
+/// The scenario's name in the tables.
+fn scenario(args: &Args) -> String {
+    let load = match args.rate {
+        Some(rate) => format!("paced {rate}/s"),
+        None => format!("saturation, {} clients", args.clients),
+    };
+    if args.endpoints > 1 {
+        format!("{load}, fan-out to {} endpoints", args.endpoints)
+    } else {
+        load
+    }
+}
+
+/// Medians over a target's runs.
+struct Figures {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    lost: u64,
+    duplicates: u64,
+}
+
+impl Figures {
+    fn json(&self) -> Value {
+        json!({"deliveries_per_s": self.rate, "p50_ms": self.p50, "p99_ms": self.p99, "lost": self.lost, "duplicates": self.duplicates})
+    }
+}
+
+/// `--runs` runs of the load against `target`, each drained; prints each run and answers
+/// the medians. With `--check`, fails when an acknowledged event was not delivered (to
+/// every endpoint) or one was delivered twice.
+async fn measure(
+    args: &Args,
+    client: &reqwest::Client,
+    target: &Target,
+    receiver: &mut ReceiverProcess,
+    capacity: f64,
+    label: &str,
+) -> anyhow::Result<Figures> {
+    let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lost, mut duplicates) = (0, 0);
     for run in 0..args.runs.max(1) {
         receiver.command("reset")?;
         let started = Instant::now();
-        let acknowledged = load(
-            &client,
-            &server.base,
-            &realms,
-            args.clients,
-            args.duration,
-            args.rate,
-        )
-        .await;
-        let stats = drain(&mut receiver, acknowledged * args.endpoints.max(1) as u64).await?;
+        let acknowledged = load(client, target, args.clients, args.duration, args.rate).await;
+        let expected = acknowledged * args.endpoints.max(1) as u64;
+        let stats = drain(receiver, expected).await?;
         let elapsed = started.elapsed().as_secs_f64();
         let requests = stats["requests"].as_f64().unwrap_or(0.0);
         let span = stats["span_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        let delivered = stats["events"].as_u64().unwrap_or(0);
+        let doubled = stats["duplicates"].as_u64().unwrap_or(0);
+        lost += expected.saturating_sub(delivered.saturating_sub(doubled));
+        duplicates += doubled;
         println!(
-            "run {run}: events acknowledged={acknowledged} delivered={} notifications={requests} duplicates={} \
+            "{label} run {run}: events acknowledged={acknowledged} delivered={delivered} notifications={requests} duplicates={doubled} \
              connections={} notifications/s={:.0} ({:.0}% of receiver capacity) events/s end-to-end={:.0} latency p50={:.1}ms p99={:.1}ms",
-            stats["events"],
-            stats["duplicates"],
             stats["connections"],
             requests / span.max(1e-9),
             100.0 * requests / span.max(1e-9) / capacity,
-            stats["events"].as_f64().unwrap_or(0.0) / elapsed,
+            delivered as f64 / elapsed,
             stats["p50_ms"].as_f64().unwrap_or(0.0),
             stats["p99_ms"].as_f64().unwrap_or(0.0),
         );
+        rates.push(requests / span.max(1e-9));
         p50s.push(stats["p50_ms"].as_f64().unwrap_or(0.0));
         p99s.push(stats["p99_ms"].as_f64().unwrap_or(0.0));
     }
-    if p50s.len() > 1 {
+    let figures = Figures {
+        rate: median(rates),
+        p50: median(p50s),
+        p99: median(p99s),
+        lost,
+        duplicates,
+    };
+    if args.runs > 1 {
         println!(
-            "median of {} runs: p50={:.1}ms p99={:.1}ms",
-            p50s.len(),
-            median(p50s),
-            median(p99s)
+            "{label} median of {} runs: notifications/s={:.0} p50={:.1}ms p99={:.1}ms",
+            args.runs, figures.rate, figures.p50, figures.p99
         );
     }
-    Ok(())
+    if args.check && (figures.lost > 0 || figures.duplicates > 0) {
+        bail!(
+            "{label}: {} acknowledged deliveries missing, {} duplicated",
+            figures.lost,
+            figures.duplicates
+        );
+    }
+    Ok(figures)
 }
