@@ -98,7 +98,10 @@ fn spawn(binary: &Path, url: &str, args: &[String]) -> anyhow::Result<(Child, St
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
         .args(args)
         .env("LEDGERHOOK_ADMIN_TOKEN", OPERATOR)
-        .env("LEDGERHOOK_LOG", "warn")
+        .env(
+            "LEDGERHOOK_LOG",
+            std::env::var("LEDGERHOOK_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -145,6 +145,20 @@ async fn write_loop(
                     let _ = reply.send(Ok(outcome));
                 }
             }
+            // The database is not there: retrying one by one would only multiply the
+            // wait. This group and every request that queued behind it meanwhile are
+            // answered at once; the next arrival tries again.
+            Err(err) if err.is_unavailable() => {
+                tracing::error!(error = %err, "ingestion failed: the database is unavailable");
+                let err = Arc::new(err);
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                let mut queued = receiver.lock().await;
+                while let Ok((_, reply)) = queued.try_recv() {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
             // One request's failure must not fail the others: retry each on its own.
             Err(err) if requests.len() > 1 => {
                 tracing::warn!(error = %err, requests = requests.len(), "group commit failed; retrying requests one by one");

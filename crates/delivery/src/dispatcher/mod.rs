@@ -26,7 +26,7 @@ use crate::signature::{random_uuid, BadSecret};
 use ledgerhook_background::{Status, Step, WorkError, Worker};
 use ledgerhook_domain::{Ordering, Timestamp};
 use ledgerhook_store::notifications::Notification;
-use ledgerhook_store::queue::{Candidate, Decision, DeliveryState, Parking};
+use ledgerhook_store::queue::{Candidate, Continuation, Decision, DeliveryState, Parking};
 use ledgerhook_store::{Store, StoreError};
 use limits::{EndpointLimits, Permits};
 use recorder::{attempt_result, Claim, Recorder};
@@ -97,6 +97,9 @@ pub struct DispatcherOptions {
     pub pipeline: Handle,
 }
 
+/// Notifications of one stream a task sends in a row before it releases the stream.
+const CONTINUE_AT_MOST: usize = 100;
+
 /// The dispatcher; shared by the background loop and manual sends.
 pub struct Dispatcher {
     options: DispatcherOptions,
@@ -105,6 +108,8 @@ pub struct Dispatcher {
     recorder: Recorder,
     signer: Signer,
     attempts: Handle,
+    /// Set when the claim loop stops: attempts finish, streams are not continued.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// What one claim round did.
@@ -128,6 +133,7 @@ impl Dispatcher {
             recorder: Recorder::start(options.store.clone(), &options.pipeline),
             signer: Signer::new(options.store.clone(), options.secrets.clone()),
             attempts: Handle::current(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             options,
         })
     }
@@ -164,29 +170,60 @@ impl Dispatcher {
     ) -> Result<(), StoreError> {
         self.recorder
             .submit(attempt_result(notification, attempt, decision, None))
-            .await
+            .await?;
+        Ok(())
     }
 
-    /// One queued attempt: send, decide by the retry policy, record, wake the loop.
+    /// One queued attempt: send, decide by the retry policy, record, wake the loop. When
+    /// the recording hands back the stream's next notification (a busy stream, see
+    /// `ledgerhook_store::queue::Continuation`), it is sent next, by this same task, as
+    /// long as its endpoint has room; otherwise the stream is released for a claim round.
     async fn attempt(
         self: Arc<Self>,
-        candidate: Candidate,
-        state: DeliveryState,
-        permits: Permits,
-        until: Timestamp,
+        mut candidate: Candidate,
+        mut state: DeliveryState,
+        mut permits: Permits,
+        mut until: Timestamp,
     ) {
-        let result = self.attempt_inner(&candidate, state, permits, until).await;
-        if let Err(err) = result {
-            tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
-            let release =
-                self.options
-                    .store
-                    .release_stream(&self.owner, candidate.config_id, &candidate.realm_id);
-            if let Err(err) = release.await {
-                tracing::error!(error = %err, "releasing the lease failed; it expires on its own");
-            }
+        for continued in 0.. {
+            let next = match self.attempt_inner(&candidate, state, permits, until).await {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
+                    self.release(&candidate).await;
+                    break;
+                }
+            };
+            candidate = next.candidate;
+            tracing::debug!(notification = candidate.seq, "the stream continues");
+            // At most so many in a row, then a claim round looks at the stream again (an
+            // older notification whose retry came due meanwhile goes first there).
+            let stopping =
+                self.stopping.load(std::sync::atomic::Ordering::SeqCst) || continued >= CONTINUE_AT_MOST;
+            let room = if stopping {
+                None
+            } else {
+                self.limits.permits(&candidate.url)
+            };
+            let Some(room) = room else {
+                self.release(&candidate).await;
+                break;
+            };
+            (state, permits, until) = (next.state, room, next.until);
         }
         self.options.wake.notify_one();
+    }
+
+    /// Gives up this process's lease of `candidate`'s stream.
+    async fn release(&self, candidate: &Candidate) {
+        let release =
+            self.options
+                .store
+                .release_stream(&self.owner, candidate.config_id, &candidate.realm_id);
+        if let Err(err) = release.await {
+            tracing::error!(error = %err, "releasing the lease failed; it expires on its own");
+        }
     }
 
     async fn attempt_inner(
@@ -195,7 +232,7 @@ impl Dispatcher {
         state: DeliveryState,
         permits: Permits,
         until: Timestamp,
-    ) -> Result<(), SendError> {
+    ) -> Result<Option<Continuation>, SendError> {
         let exchange = async {
             let sending = permits.sending.clone().acquire_owned().await;
             let attempt = self.send(&state.notification, &candidate.url).await;
@@ -222,8 +259,12 @@ impl Dispatcher {
             strict: candidate.strict,
             retried: state.notification.attempt_count > 0,
             parked_until,
+            continue_until: Some(Timestamp(
+                Timestamp::now().millis() + self.lease().as_millis() as i64,
+            )),
         };
-        self.recorder
+        let next = self
+            .recorder
             .submit(attempt_result(
                 &state.notification,
                 &attempt,
@@ -231,7 +272,13 @@ impl Dispatcher {
                 Some(claim),
             ))
             .await?;
-        Ok(())
+        Ok(next)
+    }
+
+    /// How long a claimed stream is leased: waiting for the in-flight limit takes one
+    /// attempt's time at most, then its own.
+    fn lease(&self) -> Duration {
+        self.options.delivery_timeout * 2 + LEASE_MARGIN
     }
 
     /// Runs `exchange`; while it lasts longer than [`PARK_AFTER`] (then twice as long each
@@ -265,9 +312,7 @@ impl Dispatcher {
     /// Claims what is due and starts its attempts.
     async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<Round, StoreError> {
         let now = Timestamp::now();
-        // Waiting for the in-flight limit takes one attempt's time at most, then its own.
-        let lease = self.options.delivery_timeout * 2 + LEASE_MARGIN;
-        let until = Timestamp(now.millis() + lease.as_millis() as i64);
+        let until = Timestamp(now.millis() + self.lease().as_millis() as i64);
         let claimable = self
             .options
             .store
@@ -364,6 +409,9 @@ impl Worker for ClaimLoop {
     }
 
     async fn stop(&mut self) {
+        self.dispatcher
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let grace = self.dispatcher.options.delivery_timeout + Duration::from_secs(1);
         let tasks = &mut self.tasks;
         let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;

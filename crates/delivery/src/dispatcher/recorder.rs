@@ -6,18 +6,22 @@
 use crate::outbound::Attempt;
 use ledgerhook_domain::Timestamp;
 use ledgerhook_store::notifications::Notification;
-use ledgerhook_store::queue::{AttemptRecord, AttemptResult, Decision, Parking};
+use ledgerhook_store::queue::{AttemptRecord, AttemptResult, Continuation, Decision, Parking};
 use ledgerhook_store::{Store, StoreError};
 use std::sync::Arc;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
+
+/// What a result's sender gets back: the commit's outcome, and the stream's next
+/// notification if the stream continues.
+type Recorded = Result<Option<Continuation>, Arc<StoreError>>;
 
 /// Jobs taken into one transaction at most.
 const GROUP: usize = 256;
 
 /// What the recorder writes: a result (its sender waits for the commit) or a parking.
 enum RecordJob {
-    Result(Box<AttemptResult>, oneshot::Sender<Result<(), Arc<StoreError>>>),
+    Result(Box<AttemptResult>, oneshot::Sender<Recorded>),
     Park(Parking),
 }
 
@@ -31,6 +35,8 @@ pub(super) struct Claim<'a> {
     pub(super) retried: bool,
     /// The lease end the stream's notifications were parked until, if they were.
     pub(super) parked_until: Option<Timestamp>,
+    /// Continue the stream if delivered, with its lease until then.
+    pub(super) continue_until: Option<Timestamp>,
 }
 
 /// The stored result of `attempt`; `claim` is `None` for a manual send.
@@ -59,6 +65,7 @@ pub(super) fn attempt_result(
         strict: claim.as_ref().is_some_and(|c| c.strict),
         retried: claim.as_ref().is_some_and(|c| c.retried),
         parked_until: claim.as_ref().and_then(|c| c.parked_until),
+        continue_until: claim.as_ref().and_then(|c| c.continue_until),
     }
 }
 
@@ -77,8 +84,9 @@ impl Recorder {
     }
 
     /// Hands a result to the recorder and waits for its commit (records it alone if the
-    /// recorder is gone).
-    pub(super) async fn submit(&self, result: AttemptResult) -> Result<(), StoreError> {
+    /// recorder is gone, releasing its stream); answers the stream's next notification if
+    /// the stream continues.
+    pub(super) async fn submit(&self, result: AttemptResult) -> Result<Option<Continuation>, StoreError> {
         let (reply, committed) = oneshot::channel();
         if self
             .jobs
@@ -86,12 +94,16 @@ impl Recorder {
             .await
             .is_err()
         {
-            return self.store.record_attempts(&[result], Timestamp::now()).await;
+            self.store.record_attempts(&[result], Timestamp::now()).await?;
+            return Ok(None);
         }
         match committed.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(next)) => Ok(next),
             Ok(Err(err)) => Err(StoreError::Recording(err)),
-            Err(_) => self.store.record_attempts(&[result], Timestamp::now()).await,
+            Err(_) => {
+                self.store.record_attempts(&[result], Timestamp::now()).await?;
+                Ok(None)
+            }
         }
     }
 
@@ -125,11 +137,18 @@ async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
             .record_round(&parkings, &results, Timestamp::now())
             .await
             .map_err(Arc::new);
-        if let Err(err) = &outcome {
-            tracing::error!(error = %err, "recording attempts failed");
-        }
-        for reply in replies {
-            let _ = reply.send(outcome.clone());
+        match outcome {
+            Ok(continuations) => {
+                for (reply, next) in replies.into_iter().zip(continuations) {
+                    let _ = reply.send(Ok(next));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "recording attempts failed");
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
         }
     }
 }

@@ -126,10 +126,17 @@ async fn a_database_outage_answers_503_and_everything_resumes_after_it() {
     let other = TestServer::start_with(Kind::Postgres, on_cluster).await.unwrap();
     let nodes = [server.base.clone(), other.base.clone()];
     let hook = receiver::start(None).await;
-    let realm = server.realm("sandbox").await;
+    // Ten realms, so that delivery after the outage runs in parallel streams.
+    let mut realms = Vec::new();
+    for _ in 0..10 {
+        realms.push(server.realm("sandbox").await);
+    }
+    let realm = realms[0].clone();
     let app = server.app("Outage").await;
     let app_id = app["id"].as_str().unwrap().to_owned();
-    server.connect(&app_id, &realm).await;
+    for realm in &realms {
+        server.connect(&app_id, realm).await;
+    }
     server
         .configure(
             &app_id,
@@ -154,7 +161,7 @@ async fn a_database_outage_answers_503_and_everything_resumes_after_it() {
     let refused = Arc::new(Mutex::new(0usize));
     let mut clients = Vec::new();
     for client_number in 0..4 {
-        let (client, node, realm) = (client.clone(), nodes[client_number % 2].clone(), realm.clone());
+        let (client, node, realms) = (client.clone(), nodes[client_number % 2].clone(), realms.clone());
         let (acknowledged, down, stop, refused) =
             (acknowledged.clone(), down.clone(), stop.clone(), refused.clone());
         clients.push(tokio::spawn(async move {
@@ -162,7 +169,7 @@ async fn a_database_outage_answers_503_and_everything_resumes_after_it() {
             while !stop.load(Ordering::SeqCst) && n < 100_000 {
                 let id = format!("load-{client_number}-{n}");
                 n += 1;
-                let (status, body, took) = ingest(&client, &node, &realm, &id).await;
+                let (status, body, took) = ingest(&client, &node, &realms[n % realms.len()], &id).await;
                 if status == StatusCode::ACCEPTED {
                     acknowledged.lock().unwrap().insert(id);
                     continue;
@@ -247,8 +254,10 @@ async fn a_database_outage_answers_503_and_everything_resumes_after_it() {
         }
         assert!(
             Instant::now() < deadline,
-            "{} acknowledged but never delivered: {:?}",
+            "{} of {} acknowledged never delivered ({} requests received): {:?}",
             missing.len(),
+            acknowledged.len(),
+            hook.requests().len(),
             &missing[..missing.len().min(10)]
         );
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -3,10 +3,12 @@
 //! (configuration, realm) is in flight across every node.
 //!
 //! `claim.rs` reads what is due and takes leases; `leases.rs` releases them; `record.rs`
-//! writes attempt results, parkings and their consequences. This module holds the types
+//! writes attempt results, parkings and their consequences; `continuation.rs` hands a
+//! busy stream's next notification on within the recording transaction. This module holds the types
 //! they share and the parking statement both directions use.
 
 mod claim;
+mod continuation;
 mod leases;
 mod record;
 
@@ -149,6 +151,22 @@ pub struct AttemptResult {
     pub retried: bool,
     /// The end of the lease its stream was parked until, if the attempt parked it.
     pub parked_until: Option<Timestamp>,
+    /// For a claimed attempt: if it is delivered and the stream's next notification is
+    /// due, keep the stream's lease until then and hand that notification back
+    /// ([`Continuation`]) instead of releasing the stream.
+    pub continue_until: Option<Timestamp>,
+}
+
+/// A busy stream's next notification, taken in the transaction that recorded its
+/// predecessor's delivery: its stream's lease is kept, until `until`.
+#[derive(Clone, Debug)]
+pub struct Continuation {
+    /// The stream and its endpoint.
+    pub candidate: Candidate,
+    /// The notification to send.
+    pub state: DeliveryState,
+    /// The lease's new end.
+    pub until: Timestamp,
 }
 
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;

@@ -2,9 +2,10 @@
 //! consequences (retries, streams moved, blacklisting, leases freed); reading a
 //! notification's attempts; recovering a configuration's notifications.
 
+use super::continuation::take_continuations;
 use super::{
-    decode_headers, encode_headers, move_parked, AttemptRecord, AttemptResult, Decision, Direction, Parking,
-    Tx,
+    decode_headers, encode_headers, move_parked, AttemptRecord, AttemptResult, Continuation, Decision,
+    Direction, Parking, Tx,
 };
 use crate::notifications::NotificationStatus;
 use crate::signals::Signal;
@@ -18,8 +19,18 @@ impl Store {
     /// Records attempts and their consequences in one transaction, releasing the stream
     /// leases they held. Attempts and notification updates are written a round at a
     /// time, each notification at most once per round.
+    /// Streams are released, never continued (`continue_until` is ignored).
     pub async fn record_attempts(&self, results: &[AttemptResult], now: Timestamp) -> Result<(), StoreError> {
-        self.record_round(&[], results, now).await
+        let released: Vec<AttemptResult> = results
+            .iter()
+            .cloned()
+            .map(|r| AttemptResult {
+                continue_until: None,
+                ..r
+            })
+            .collect();
+        self.record_round(&[], &released, now).await?;
+        Ok(())
     }
 
     /// Parks `parkings` and records `results`, in one transaction.
@@ -29,12 +40,16 @@ impl Store {
     /// therefore parks them: they become due at the lease's end, exactly (a crashed
     /// owner's stream is claimable again then). A parked stream's result (its
     /// `parked_until`) makes them due at once again before the decision is applied.
+    ///
+    /// Answers, per result, its stream's next notification when the stream continues
+    /// (see [`AttemptResult::continue_until`]); the caller must send it or release the
+    /// stream.
     pub async fn record_round(
         &self,
         parkings: &[Parking],
         results: &[AttemptResult],
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Option<Continuation>>, StoreError> {
         let backend = self.backend();
         let mut tx = self.writer().begin().await?;
         move_parked(&mut tx, backend, parkings, now, Direction::Park).await?;
@@ -63,10 +78,13 @@ impl Store {
                 blacklist(&mut tx, config_id, now).await?;
             }
         }
+        let continuations = take_continuations(&mut tx, backend, results, now).await?;
         let mut freed = false;
         let leases: Vec<(&str, i64, &str)> = results
             .iter()
-            .filter_map(|r| Some((r.owner.as_deref()?, r.config_id?, r.realm_id.as_str())))
+            .zip(&continuations)
+            .filter(|(_, next)| next.is_none())
+            .filter_map(|(r, _)| Some((r.owner.as_deref()?, r.config_id?, r.realm_id.as_str())))
             .collect();
         for chunk in leases.chunks(ROWS_PER_STATEMENT) {
             let mut params = Params::new(backend);
@@ -91,7 +109,7 @@ impl Store {
             self.announcer().announce(&mut tx, Signal::Notifications).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(continuations)
     }
 
     /// Every attempt of a notification, first first.

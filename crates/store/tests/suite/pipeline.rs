@@ -17,6 +17,7 @@ on_both_backends!(
     recording_delivers_retries_and_frees_the_stream,
     parking_moves_a_streams_due_rows_to_the_lease_end_and_back,
     deleting_an_app_or_realm_cascades_and_drops_undelivered_work,
+    a_delivered_stream_continues_with_its_next_due_notification,
 );
 
 /// A realm with one connected app whose sandbox configuration wants everything.
@@ -180,6 +181,7 @@ impl Fixture {
             strict: true,
             retried: false,
             parked_until: None,
+            continue_until: None,
         }
     }
 }
@@ -418,4 +420,56 @@ async fn deleting_an_app_or_realm_cascades_and_drops_undelivered_work(kind: Kind
         .await
         .unwrap()
         .is_none());
+}
+
+async fn a_delivered_stream_continues_with_its_next_due_notification(kind: Kind) {
+    let Some(f) = fixture(kind).await else { return };
+    let policy = policy(0);
+    for (n, id) in ["1", "2", "3"].iter().enumerate() {
+        f.ingest(&[id], &policy, at(n as i64)).await;
+    }
+    let first = f.claimable(at(10)).await.remove(0);
+    f.claim_one(&first, "node-a", at(10), at(5000)).await;
+
+    // Delivered, asking to continue: the next notification comes back, its lease kept.
+    let mut delivered = f.result(&first, Decision::Delivered, "node-a", at(11));
+    delivered.continue_until = Some(at(9000));
+    let next = f.store.record_round(&[], &[delivered], at(12)).await.unwrap();
+    let next = next[0].clone().expect("the stream continues");
+    assert!(next.candidate.seq > first.seq);
+    assert_eq!(next.state.notification.seq, next.candidate.seq);
+    assert_eq!(next.until, at(9000));
+    assert_eq!(f.status(first.seq).await.0, NotificationStatus::Delivered);
+    assert!(
+        f.claimable(at(8999)).await.is_empty(),
+        "the stream's lease is kept until the new end"
+    );
+    assert_eq!(f.claimable(at(9000)).await.len(), 1, "and ends then");
+
+    // A failure never continues, and under strict ordering holds the rest back.
+    let failed = f.result(&next.candidate, Decision::Retry(at(60_000)), "node-a", at(13));
+    let none = f.store.record_round(&[], &[failed], at(14)).await.unwrap();
+    assert!(none[0].is_none());
+    assert!(
+        f.claimable(at(20)).await.is_empty(),
+        "strict: the third waits for the retry"
+    );
+
+    // The retry delivered, asking to continue: the third comes back; delivering that,
+    // nothing else is due and the stream is released.
+    let retried = f.claimable(at(60_000)).await.remove(0);
+    assert_eq!(retried.seq, next.candidate.seq);
+    f.claim_one(&retried, "node-a", at(60_000), at(65_000)).await;
+    let mut again = f.result(&retried, Decision::Delivered, "node-a", at(60_001));
+    again.retried = true;
+    again.continue_until = Some(at(69_000));
+    let third = f.store.record_round(&[], &[again], at(60_002)).await.unwrap()[0]
+        .clone()
+        .expect("the third continues the stream");
+    let mut last = f.result(&third.candidate, Decision::Delivered, "node-a", at(60_003));
+    last.continue_until = Some(at(69_000));
+    let after = f.store.record_round(&[], &[last], at(60_004)).await.unwrap();
+    assert!(after[0].is_none(), "nothing else is due");
+    f.ingest(&["4"], &policy, at(60_005)).await;
+    assert_eq!(f.claimable(at(60_006)).await.len(), 1, "the stream was released");
 }

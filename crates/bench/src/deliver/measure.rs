@@ -1,0 +1,95 @@
+//! One scenario's runs against one target, drained and summed up as medians; the
+//! scenario's name in the side-by-side tables.
+
+use super::*;
+
+/// The scenario's name in the tables.
+pub(super) fn scenario(args: &Args) -> String {
+    let load = match args.rate {
+        Some(rate) => format!("paced {rate}/s"),
+        None => format!("saturation, {} clients", args.clients),
+    };
+    if args.endpoints > 1 {
+        format!("{load}, fan-out to {} endpoints", args.endpoints)
+    } else {
+        load
+    }
+}
+
+/// Medians over a target's runs.
+pub(super) struct Figures {
+    pub(super) rate: f64,
+    pub(super) p50: f64,
+    pub(super) p99: f64,
+    lost: u64,
+    duplicates: u64,
+}
+
+impl Figures {
+    pub(super) fn json(&self) -> Value {
+        json!({"deliveries_per_s": self.rate, "p50_ms": self.p50, "p99_ms": self.p99, "lost": self.lost, "duplicates": self.duplicates})
+    }
+}
+
+/// `--runs` runs of the load against `target`, each drained; prints each run and answers
+/// the medians. With `--check`, fails when an acknowledged event was not delivered (to
+/// every endpoint) or one was delivered twice.
+pub(super) async fn measure(
+    args: &Args,
+    client: &reqwest::Client,
+    target: &Target,
+    receiver: &mut ReceiverProcess,
+    capacity: f64,
+    label: &str,
+) -> anyhow::Result<Figures> {
+    let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lost, mut duplicates) = (0, 0);
+    for run in 0..args.runs.max(1) {
+        receiver.command("reset")?;
+        let started = Instant::now();
+        let acknowledged = load(client, target, args.clients, args.duration, args.rate).await;
+        let expected = acknowledged * args.endpoints.max(1) as u64;
+        let stats = drain(receiver, expected).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let requests = stats["requests"].as_f64().unwrap_or(0.0);
+        let span = stats["span_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        let delivered = stats["events"].as_u64().unwrap_or(0);
+        let doubled = stats["duplicates"].as_u64().unwrap_or(0);
+        lost += expected.saturating_sub(delivered.saturating_sub(doubled));
+        duplicates += doubled;
+        println!(
+            "{label} run {run}: events acknowledged={acknowledged} delivered={delivered} notifications={requests} duplicates={doubled} \
+             connections={} notifications/s={:.0} ({:.0}% of receiver capacity) events/s end-to-end={:.0} latency p50={:.1}ms p99={:.1}ms",
+            stats["connections"],
+            requests / span.max(1e-9),
+            100.0 * requests / span.max(1e-9) / capacity,
+            delivered as f64 / elapsed,
+            stats["p50_ms"].as_f64().unwrap_or(0.0),
+            stats["p99_ms"].as_f64().unwrap_or(0.0),
+        );
+        rates.push(requests / span.max(1e-9));
+        p50s.push(stats["p50_ms"].as_f64().unwrap_or(0.0));
+        p99s.push(stats["p99_ms"].as_f64().unwrap_or(0.0));
+    }
+    let figures = Figures {
+        rate: median(rates),
+        p50: median(p50s),
+        p99: median(p99s),
+        lost,
+        duplicates,
+    };
+    if args.runs > 1 {
+        println!(
+            "{label} median of {} runs: notifications/s={:.0} p50={:.1}ms p99={:.1}ms",
+            args.runs, figures.rate, figures.p50, figures.p99
+        );
+    }
+    if args.check && (figures.lost > 0 || figures.duplicates > 0) {
+        bail!(
+            "{label}: {} acknowledged deliveries missing, {} duplicated",
+            figures.lost,
+            figures.duplicates
+        );
+    }
+    Ok(figures)
+}

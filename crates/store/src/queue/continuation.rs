@@ -1,0 +1,210 @@
+//! Continuing a busy stream: when a claimed attempt is delivered, the transaction that
+//! records it also looks for the stream's next due notification after it (under strict
+//! ordering its next undelivered one, if that is due; under best-effort its next due one)
+//! and, if there is one, keeps the stream's lease for it instead of releasing it. The dispatcher sends it at once: no claim round, no second transaction
+//! per notification, for a realm whose changes queue up behind each other.
+
+use super::{AttemptResult, Candidate, Continuation, Decision, DeliveryState, Tx};
+use crate::notifications::{notification, COLUMNS};
+use crate::sql::{Params, ROWS_PER_STATEMENT};
+use crate::Backend;
+use ledgerhook_domain::Timestamp;
+use sqlx::Row;
+use std::collections::HashMap;
+
+/// For each result, its stream's next notification when it continues (see the module
+/// docs), with the stream's lease extended to the result's `continue_until`.
+pub(super) async fn take_continuations(
+    tx: &mut Tx,
+    backend: Backend,
+    results: &[AttemptResult],
+    now: Timestamp,
+) -> Result<Vec<Option<Continuation>>, sqlx::Error> {
+    let mut out: Vec<Option<Continuation>> = results.iter().map(|_| None).collect();
+    let continuing: Vec<(usize, &AttemptResult)> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.decision == Decision::Delivered
+                && r.owner.is_some()
+                && r.config_id.is_some()
+                && r.parked_until.is_none()
+                && r.continue_until.is_some()
+        })
+        .collect();
+    for strict in [true, false] {
+        let ordered: Vec<(usize, &AttemptResult)> = continuing
+            .iter()
+            .copied()
+            .filter(|(_, r)| r.strict == strict)
+            .collect();
+        for chunk in ordered.chunks(ROWS_PER_STATEMENT) {
+            continue_streams(tx, backend, chunk, strict, now, &mut out).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// [`take_continuations`] for `results` of streams of one ordering.
+async fn continue_streams(
+    tx: &mut Tx,
+    backend: Backend,
+    chunk: &[(usize, &AttemptResult)],
+    strict: bool,
+    now: Timestamp,
+    out: &mut [Option<Continuation>],
+) -> Result<(), sqlx::Error> {
+    {
+        let found = next_in_streams(tx, backend, chunk, strict, now).await?;
+        let mut extended = Vec::new();
+        for (index, result) in chunk {
+            let key = (result.config_id.unwrap_or_default(), result.realm_id.clone());
+            let Some((url, state)) = found.get(&key) else {
+                continue;
+            };
+            let until = result.continue_until.unwrap_or(now);
+            extended.push((
+                result.owner.as_deref().unwrap_or_default(),
+                key.0,
+                result.realm_id.as_str(),
+                until,
+            ));
+            out[*index] = Some(Continuation {
+                candidate: Candidate {
+                    seq: state.notification.seq,
+                    config_id: key.0,
+                    realm_id: key.1.clone(),
+                    url: url.clone(),
+                    strict,
+                },
+                state: state.clone(),
+                until,
+            });
+        }
+        extend_leases(tx, backend, &extended).await?;
+    }
+    Ok(())
+}
+
+/// The next due notification of each stream after the result's own, with its
+/// configuration's URL, where the configuration is active. Strict: the stream's first
+/// undelivered one, if it is due (everything older was delivered when the result's own
+/// was claimed; an older one held back by an injected delay is meant to be overtaken).
+/// Best-effort: its first due one; an older one waiting for a retry that is due meanwhile
+/// is taken by the next claim round (the dispatcher releases a stream after
+/// `CONTINUE_AT_MOST` continuations).
+async fn next_in_streams(
+    tx: &mut Tx,
+    backend: Backend,
+    results: &[(usize, &AttemptResult)],
+    strict: bool,
+    now: Timestamp,
+) -> Result<HashMap<(i64, String), (String, DeliveryState)>, sqlx::Error> {
+    // Each stream's first notification after the delivered one, read from
+    // `notifications_by_stream` from that point on: the stream's delivered history is
+    // never walked.
+    let mut params = Params::new(backend);
+    let firsts: Vec<String> = (0..results.len())
+        .map(|i| {
+            let (config, realm, bound) = (params.next(), params.next(), params.next());
+            // Strict: the first undelivered one (if it is not due or held, the stream
+            // waits). Best-effort: the first due one.
+            let rest = if strict {
+                format!("u.status IN ('pending', 'retrying', 'held') AND u.seq > {bound}")
+            } else {
+                format!(
+                    "u.status IN ('pending', 'retrying') AND u.test = 0 AND u.seq > {bound} \
+                     AND u.next_attempt_at <= {}",
+                    params.next()
+                )
+            };
+            format!(
+                "SELECT seq FROM (SELECT u.seq FROM notifications u WHERE u.config_id = {config} \
+                 AND u.realm_id = {realm} AND {rest} ORDER BY u.seq LIMIT 1) AS first{i}"
+            )
+        })
+        .collect();
+    let sql = firsts.join(" UNION ALL ");
+    let mut first_query = sqlx::query(&sql);
+    for (_, result) in results {
+        first_query = first_query
+            .bind(result.config_id.unwrap_or_default())
+            .bind(result.realm_id.as_str())
+            .bind(result.seq);
+        if !strict {
+            first_query = first_query.bind(now.millis());
+        }
+    }
+    let seqs: Vec<i64> = first_query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    if seqs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // Then those rows by key, if they may be sent now.
+    let mut params = Params::new(backend);
+    let keys: Vec<String> = seqs.iter().map(|_| params.next()).collect();
+    let due = params.next();
+    let columns: Vec<String> = COLUMNS.split(',').map(|c| format!("n.{}", c.trim())).collect();
+    let sql = format!(
+        "SELECT {}, n.first_attempt_at, wc.url FROM notifications n \
+         JOIN webhook_configs wc ON wc.id = n.config_id AND wc.state = 'active' \
+         WHERE n.seq IN ({}) AND n.status IN ('pending', 'retrying') AND n.test = 0 AND n.next_attempt_at <= {due}",
+        columns.join(", "),
+        keys.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for seq in &seqs {
+        query = query.bind(*seq);
+    }
+    query = query.bind(now.millis());
+    let rows = query.fetch_all(&mut **tx).await?;
+    let mut found: HashMap<(i64, String), (String, DeliveryState)> = HashMap::new();
+    for row in rows {
+        let state = DeliveryState {
+            notification: notification(&row)?,
+            first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.map(Timestamp),
+        };
+        let Some(config_id) = state.notification.config_id else {
+            continue;
+        };
+        let key = (config_id, state.notification.realm_id.clone());
+        let older = found
+            .get(&key)
+            .is_some_and(|(_, s)| s.notification.seq < state.notification.seq);
+        if !older {
+            found.insert(key, (row.try_get("url")?, state));
+        }
+    }
+    Ok(found)
+}
+
+/// Moves the end of each `(owner, config, realm)` lease to `until`, in one statement.
+async fn extend_leases(
+    tx: &mut Tx,
+    backend: Backend,
+    leases: &[(&str, i64, &str, Timestamp)],
+) -> Result<(), sqlx::Error> {
+    if leases.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE stream_leases SET lease_until = v.column4 FROM (VALUES {}) AS v \
+         WHERE stream_leases.owner = v.column1 AND stream_leases.config_id = v.column2 \
+         AND stream_leases.realm_id = v.column3",
+        Params::new(backend).rows(leases.len(), 4)
+    );
+    let mut query = sqlx::query(&sql);
+    for (owner, config_id, realm_id, until) in leases {
+        query = query
+            .bind(*owner)
+            .bind(*config_id)
+            .bind(*realm_id)
+            .bind(until.millis());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
