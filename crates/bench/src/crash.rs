@@ -7,7 +7,7 @@
 //! `ledgerhook-bench crash --backend sqlite --trials 20`
 
 use crate::deliver::subscribe;
-use crate::server::{Backend, BenchServer, OPERATOR};
+use crate::server::{loopback_args, Backend, BenchServer, OPERATOR};
 use anyhow::bail;
 use ledgerhook_testkit::receiver;
 use rand::{Rng, SeedableRng};
@@ -132,15 +132,7 @@ async fn load(
 }
 
 async fn trial(args: &Args, kill_after: Duration) -> anyhow::Result<Trial> {
-    let server_args: Vec<String> = [
-        "--allow-private-networks",
-        "--allow-http",
-        "--sandbox-batch-window",
-        "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let server_args = loopback_args("0");
     let mut server = BenchServer::start(&args.ledgerhook, args.backend.kind(), &server_args).await?;
     let hook = receiver::start(None).await;
     let client = reqwest::Client::new();

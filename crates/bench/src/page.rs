@@ -7,7 +7,7 @@
 //! `ledgerhook-bench page --backend sqlite --notifications 1000000`
 
 use crate::deliver::{call, subscribe_app};
-use crate::server::{Backend, BenchServer, OPERATOR};
+use crate::server::{loopback_args, Backend, BenchServer, OPERATOR};
 use anyhow::{ensure, Context};
 use ledgerhook_domain::Timestamp;
 use ledgerhook_testkit::{receiver, Kind};
@@ -104,15 +104,7 @@ fn summary(mut millis: Vec<f64>) -> [f64; 3] {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let kind = args.backend.kind();
-    let server_args: Vec<String> = [
-        "--allow-private-networks",
-        "--allow-http",
-        "--sandbox-batch-window",
-        "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let server_args = loopback_args("0");
     let server = BenchServer::start(&args.ledgerhook, kind, &server_args).await?;
     let hook = receiver::start(None).await;
     let client = reqwest::Client::new();

@@ -34,6 +34,20 @@ impl Backend {
     }
 }
 
+/// Settings for a server delivering to the benchmark's loopback receiver with
+/// `sandbox-batch-window` = `window`.
+pub fn loopback_args(window: &str) -> Vec<String> {
+    [
+        "--allow-private-networks",
+        "--allow-http",
+        "--sandbox-batch-window",
+        window,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// The operator token the benchmark server uses.
 pub const OPERATOR: &str = "bench-operator-token";
 

@@ -339,17 +339,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let capacity = raw_capacity(&receiver).await?;
     receiver.command("reset")?;
     let kind = args.backend.kind();
-    let server_args: Vec<String> = [
-        "--allow-private-networks",
-        "--allow-http",
-        "--sandbox-batch-window",
-        &args.window,
-        "--ca-file",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([receiver.ca.to_str().context("path")?.to_owned()])
-    .collect();
+    let mut server_args = crate::server::loopback_args(&args.window);
+    server_args.extend([
+        "--ca-file".to_owned(),
+        receiver.ca.to_str().context("path")?.to_owned(),
+    ]);
     let server = BenchServer::start(&args.ledgerhook, kind, &server_args).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients * 2)

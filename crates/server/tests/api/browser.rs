@@ -59,19 +59,12 @@ async fn the_dashboard_finds_and_fixes_a_failing_endpoint_in_a_browser() {
     .unwrap();
     let hook = receiver::start(None).await;
     hook.set(500, Duration::ZERO);
-    let realm = server.realm("sandbox").await;
-    let app = server.app("Billing sync").await;
+    let (realm, app) = server
+        .app_delivering_to("Billing sync", &hook.url("http", "/hook"))
+        .await;
     let app_id = app["id"].as_str().unwrap().to_owned();
     let app_key = app["api_key"].as_str().unwrap().to_owned();
     server.app("Somebody else's app").await;
-    server.connect(&app_id, &realm).await;
-    server
-        .configure(
-            &app_id,
-            "sandbox",
-            json!({"url": hook.url("http", "/hook"), "entities": "*"}),
-        )
-        .await;
     // A history of more than 1,000 delivered notifications (one per request), to page past.
     hook.set(200, Duration::ZERO);
     delivered_history(&server, &realm, HISTORY).await;

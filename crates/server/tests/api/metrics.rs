@@ -31,17 +31,10 @@ async fn metrics_show_durations_the_queue_and_failures_per_configuration() {
     .unwrap();
     let hook = receiver::start(None).await;
     hook.set(500, Duration::ZERO);
-    let realm = server.realm("sandbox").await;
-    let app = server.app("Watched").await;
-    let app_id = app["id"].as_str().unwrap().to_owned();
-    server.connect(&app_id, &realm).await;
-    server
-        .configure(
-            &app_id,
-            "sandbox",
-            json!({"url": hook.url("http", "/hook"), "entities": "*"}),
-        )
+    let (realm, app) = server
+        .app_delivering_to("Watched", &hook.url("http", "/hook"))
         .await;
+    let app_id = app["id"].as_str().unwrap().to_owned();
     let event = json!([{"name": "Customer", "id": "1", "operation": "Create"}]);
     assert_eq!(server.ingest(&realm, &event).await.0, StatusCode::ACCEPTED);
     hook.wait_for(1, Duration::from_secs(10)).await;

@@ -27,17 +27,10 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
     .await
     .unwrap();
     let hook = receiver::start(None).await;
-    let realm = server.realm("sandbox").await;
-    let app = server.app("Fuzzed").await;
-    let app_id = app["id"].as_str().unwrap().to_owned();
-    server.connect(&app_id, &realm).await;
-    server
-        .configure(
-            &app_id,
-            "sandbox",
-            json!({"url": hook.url("http", "/hook"), "entities": "*"}),
-        )
+    let (realm, app) = server
+        .app_delivering_to("Fuzzed", &hook.url("http", "/hook"))
         .await;
+    let app_id = app["id"].as_str().unwrap().to_owned();
     server
         .ingest(
             &realm,

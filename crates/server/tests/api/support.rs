@@ -262,6 +262,22 @@ pub fn minutes_ago(minutes: i64) -> String {
 impl TestServer {
     /// Configures `app_id`'s webhook for `environment` (operator), answering the saved
     /// configuration.
+    /// A new sandbox realm and an app named `name` connected to it, whose sandbox
+    /// configuration sends everything to `url`; answers the realm id and the app.
+    pub async fn app_delivering_to(&self, name: &str, url: &str) -> (String, Value) {
+        let realm = self.realm("sandbox").await;
+        let app = self.app(name).await;
+        let app_id = app["id"].as_str().unwrap().to_owned();
+        self.connect(&app_id, &realm).await;
+        self.configure(
+            &app_id,
+            "sandbox",
+            serde_json::json!({"url": url, "entities": "*"}),
+        )
+        .await;
+        (realm, app)
+    }
+
     pub async fn configure(&self, app_id: &str, environment: &str, body: Value) -> Value {
         let (status, saved) = self
             .put(&format!("/api/v1/apps/{app_id}/webhooks/{environment}"), &body)

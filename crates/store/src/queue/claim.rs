@@ -3,7 +3,7 @@
 
 use super::leases::release_streams;
 use super::{due_index, Candidate, Claimable, DeliveryState, Tx};
-use crate::notifications::{notification, COLUMNS};
+use crate::notifications::COLUMNS;
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{Ordering, Timestamp};
@@ -121,10 +121,7 @@ impl Store {
         .fetch_optional(self.reader())
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(DeliveryState {
-            notification: notification(&row)?,
-            first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.map(Timestamp),
-        }))
+        Ok(Some(DeliveryState::from_row(&row)?))
     }
 
     /// When the dispatcher must look again at the latest, if nothing wakes it sooner:
@@ -216,12 +213,5 @@ async fn take_notifications(
         query = query.bind(*seq);
     }
     let rows = query.bind(now.millis()).fetch_all(&mut **tx).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(DeliveryState {
-                notification: notification(row)?,
-                first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.map(Timestamp),
-            })
-        })
-        .collect()
+    rows.iter().map(DeliveryState::from_row).collect()
 }

@@ -5,7 +5,7 @@
 //! per notification, for a realm whose changes queue up behind each other.
 
 use super::{AttemptResult, Candidate, Continuation, Decision, DeliveryState, Tx};
-use crate::notifications::{notification, COLUMNS};
+use crate::notifications::COLUMNS;
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::Backend;
 use ledgerhook_domain::Timestamp;
@@ -54,36 +54,29 @@ async fn continue_streams(
     now: Timestamp,
     out: &mut [Option<Continuation>],
 ) -> Result<(), sqlx::Error> {
-    {
-        let found = next_in_streams(tx, backend, chunk, strict, now).await?;
-        let mut extended = Vec::new();
-        for (index, result) in chunk {
-            let key = (result.config_id.unwrap_or_default(), result.realm_id.clone());
-            let Some((url, state)) = found.get(&key) else {
-                continue;
-            };
-            let until = result.continue_until.unwrap_or(now);
-            extended.push((
-                result.owner.as_deref().unwrap_or_default(),
-                key.0,
-                result.realm_id.as_str(),
-                until,
-            ));
-            out[*index] = Some(Continuation {
-                candidate: Candidate {
-                    seq: state.notification.seq,
-                    config_id: key.0,
-                    realm_id: key.1.clone(),
-                    url: url.clone(),
-                    strict,
-                },
-                state: state.clone(),
-                until,
-            });
-        }
-        extend_leases(tx, backend, &extended).await?;
+    let mut found = next_in_streams(tx, backend, chunk, strict, now).await?;
+    let mut extended = Vec::new();
+    for (index, result) in chunk {
+        let config_id = result.config_id.unwrap_or_default();
+        let Some((url, state)) = found.remove(&(config_id, result.realm_id.clone())) else {
+            continue;
+        };
+        let until = result.continue_until.unwrap_or(now);
+        let owner = result.owner.as_deref().unwrap_or_default();
+        extended.push((owner, config_id, result.realm_id.as_str(), until));
+        out[*index] = Some(Continuation {
+            candidate: Candidate {
+                seq: state.notification.seq,
+                config_id,
+                realm_id: result.realm_id.clone(),
+                url,
+                strict,
+            },
+            state,
+            until,
+        });
     }
-    Ok(())
+    extend_leases(tx, backend, &extended).await
 }
 
 /// The next due notification of each stream after the result's own, with its
@@ -163,19 +156,11 @@ async fn next_in_streams(
     query = query.bind(now.millis());
     let rows = query.fetch_all(&mut **tx).await?;
     let mut found: HashMap<(i64, String), (String, DeliveryState)> = HashMap::new();
+    // One row per stream at most: each stream contributed its first `seq` only.
     for row in rows {
-        let state = DeliveryState {
-            notification: notification(&row)?,
-            first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.map(Timestamp),
-        };
-        let Some(config_id) = state.notification.config_id else {
-            continue;
-        };
-        let key = (config_id, state.notification.realm_id.clone());
-        let older = found
-            .get(&key)
-            .is_some_and(|(_, s)| s.notification.seq < state.notification.seq);
-        if !older {
+        let state = DeliveryState::from_row(&row)?;
+        if let Some(config_id) = state.notification.config_id {
+            let key = (config_id, state.notification.realm_id.clone());
             found.insert(key, (row.try_get("url")?, state));
         }
     }

@@ -118,6 +118,17 @@ pub struct DeliveryState {
     pub first_attempt_at: Option<Timestamp>,
 }
 
+impl DeliveryState {
+    /// From a row of the notification's columns and `first_attempt_at`.
+    pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<DeliveryState, sqlx::Error> {
+        use sqlx::Row;
+        Ok(DeliveryState {
+            notification: crate::notifications::notification(row)?,
+            first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.map(Timestamp),
+        })
+    }
+}
+
 /// What [`Store::claimable`] found.
 #[derive(Debug)]
 pub struct Claimable {
