@@ -174,10 +174,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         p99s.push(p99);
         maxes.push(max);
     }
-    println!(
-        "{}",
-        json!({"median_of_runs": args.runs, "rate": args.rate, "concurrency": args.concurrency,
-               "p50_ms": median(p50s), "p99_ms": median(p99s), "max_ms": median(maxes)})
-    );
-    Ok(())
+    let mut report = crate::report::Report::new(format!(
+        "receiver SDK acknowledgement, {}/s, concurrency {}",
+        args.rate, args.concurrency
+    ));
+    report
+        .number("runs", "runs", args.runs as f64, 0)
+        .number("p50_ms", "p50, ms (median of runs)", median(p50s), 2)
+        .number("p99_ms", "p99, ms (median of runs)", median(p99s), 2)
+        .number("max_ms", "max, ms (median of runs)", median(maxes), 2);
+    report.emit()
 }

@@ -220,6 +220,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "drain_max_s": drains.last().copied().unwrap_or(0.0),
     });
     println!("{summary}");
+    let mut report = crate::report::Report::new(format!("kill -9 trials, {backend}"));
+    report
+        .number("trials", "trials", args.trials as f64, 0)
+        .number("acknowledged", "events acknowledged", acknowledged as f64, 0)
+        .number("lost", "acknowledged events lost", lost as f64, 0)
+        .number(
+            "two_bodies",
+            "notifications with two bodies",
+            two_bodies as f64,
+            0,
+        )
+        .number(
+            "redelivered",
+            "redeliveries of the same bytes",
+            redelivered as f64,
+            0,
+        )
+        .number(
+            "drain_max_s",
+            "slowest drain after a restart, s",
+            drains.last().copied().unwrap_or(0.0),
+            1,
+        );
+    report.emit()?;
     if lost > 0 || two_bodies > 0 {
         bail!("{lost} acknowledged events lost, {two_bodies} notifications with two bodies");
     }

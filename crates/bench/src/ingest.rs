@@ -158,5 +158,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         pct(50),
         pct(99),
     );
-    Ok(())
+    let mut report = crate::report::Report::new(format!(
+        "ingestion, {}, {} clients, {} events per request",
+        args.backend.name(),
+        args.clients,
+        args.batch
+    ));
+    report
+        .number("requests_per_s", "requests/s", requests as f64 / measured, 0)
+        .number(
+            "events_per_s",
+            "events/s",
+            (requests * args.batch as u64) as f64 / measured,
+            0,
+        )
+        .number("p50_ms", "request p50, ms", pct(50), 2)
+        .number("p99_ms", "request p99, ms", pct(99), 2);
+    report.emit()
 }

@@ -12,7 +12,6 @@ use anyhow::{ensure, Context};
 use ledgerhook_domain::Timestamp;
 use ledgerhook_testkit::{receiver, Kind};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -68,31 +67,12 @@ async fn seed(kind: Kind, url: &str, count: u64, realms: u64, refresh: bool) -> 
            error, response_body, request_headers) \
          SELECT n.seq, 1, n.created_at, 3, 'success', 200, NULL, 'ok', a.request_headers \
          FROM notifications n, (SELECT * FROM attempts LIMIT 1) a WHERE n.id LIKE 'ntf_seed_%'";
-    match kind {
-        Kind::Sqlite => {
-            let path = url.trim_start_matches("sqlite://");
-            let path = path.split('?').next().unwrap_or(path);
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await?;
-            sqlx::query("PRAGMA busy_timeout = 30000")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query(&insert).execute(&mut conn).await?;
-            sqlx::query(attempts).execute(&mut conn).await?;
-            if refresh {
-                sqlx::query("ANALYZE").execute(&mut conn).await?;
-            }
-        }
-        Kind::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(url).await?;
-            sqlx::query(&insert).execute(&mut conn).await?;
-            sqlx::query(attempts).execute(&mut conn).await?;
-            if refresh {
-                // What autovacuum does on its own after a bulk insert.
-                sqlx::query("ANALYZE").execute(&mut conn).await?;
-            }
-        }
+    let mut statements = vec![insert, attempts.to_owned()];
+    if refresh {
+        // What PostgreSQL's autovacuum does on its own after a bulk insert.
+        statements.push("ANALYZE".to_owned());
     }
-    Ok(())
+    crate::scale::seed::execute(kind, url, &statements).await
 }
 
 /// `[p50, p95, max]` in milliseconds.
@@ -160,6 +140,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             format!("{base}&since={since}&status=dropped"),
         ),
     ];
+    let mut report = crate::report::Report::new(format!(
+        "notification pages of {}, {}, {} notifications",
+        args.limit,
+        args.backend.name(),
+        args.notifications + 1
+    ));
     println!("| page of {} | p50 | p95 | max |", args.limit);
     println!("|---|---|---|---|");
     for (name, url) in pages {
@@ -173,8 +159,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         let [p50, p95, max] = summary(millis);
         println!("| {name} | {p50:.1} ms | {p95:.1} ms | {max:.1} ms |");
+        report.figure(
+            name,
+            name,
+            json!({"p50_ms": p50, "p95_ms": p95, "max_ms": max}),
+            format!("{p50:.1} / {p95:.1} / {max:.1} ms"),
+        );
     }
-    Ok(())
+    report.emit()
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> {

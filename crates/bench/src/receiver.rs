@@ -1,8 +1,10 @@
 //! `ledgerhook-bench receiver`: the benchmark's webhook receiver, a process of its own.
 //! HTTPS with keep-alive (certificates made at start; the CA is written to `--ca-out`);
 //! it prints `port N` on stdout, then answers commands on stdin: `stats` prints a JSON
-//! line (requests, events, event→delivery latency p50/p99 in ms), `reset` forgets what
-//! was seen, end of input stops it.
+//! line (requests, events, event→delivery latency p50/p99 in ms; only requests answered
+//! `2xx` count), `reset` forgets what was seen, `answer N` answers status `N` from now on
+//! (an endpoint that is down: `answer 503`), `ok` prints `{"ok": n}`, the requests
+//! answered `2xx` since the reset (cheap to poll), end of input stops it.
 
 use ledgerhook_testkit::receiver::{self, Receiver};
 use serde_json::{json, Value};
@@ -46,12 +48,15 @@ fn stats(hook: &Receiver, skip: usize) -> Value {
         .expect("clock")
         .as_micros() as i64;
     let now = Instant::now();
-    let seen = hook.requests();
-    let seen = &seen[skip.min(seen.len())..];
+    let all = hook.requests();
+    let seen: Vec<_> = all[skip.min(all.len())..]
+        .iter()
+        .filter(|r| (200..300).contains(&r.status))
+        .collect();
     let mut latencies = Vec::new();
     let mut timeline = Vec::new();
     let mut events = 0usize;
-    for request in seen {
+    for request in &seen {
         let arrived = now_wall - now.duration_since(request.started).as_micros() as i64;
         let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
             continue;
@@ -124,6 +129,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 skip = hook.hits();
                 println!("{{}}");
             }
+            "ok" => println!("{}", json!({"ok": hook.successes_since(skip)})),
+            answer if answer.starts_with("answer ") => match answer["answer ".len()..].parse::<u16>() {
+                Ok(status) => {
+                    hook.set(status, std::time::Duration::ZERO);
+                    println!("{}", json!({"status": status}));
+                }
+                Err(_) => println!("{{\"error\":\"answer needs a status code\"}}"),
+            },
             _ => println!("{{\"error\":\"unknown command\"}}"),
         }
     }

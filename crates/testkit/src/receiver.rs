@@ -74,6 +74,18 @@ impl Receiver {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// Requests answered with a `2xx` status, from the `skip`-th request answered on:
+    /// cheap enough to poll while hundreds of thousands are recorded.
+    pub fn successes_since(&self, skip: usize) -> usize {
+        let recorded = self.shared.recorded.lock().unwrap();
+        recorded
+            .get(skip..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .count()
+    }
+
     /// Every request answered so far, in answer order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.recorded.lock().unwrap().clone()

@@ -148,5 +148,19 @@ pub(super) async fn isolation(
         args.dead,
         crowded / alone.max(1e-9)
     );
-    Ok(())
+    let mut report = crate::report::Report::new(format!(
+        "isolation, {}, {rate:.0} events/s beside {} endpoints that never answer",
+        args.backend.name(),
+        args.dead
+    ));
+    report
+        .number("healthy_p99_alone_ms", "healthy p99 alone, ms (median)", alone, 1)
+        .number(
+            "healthy_p99_crowded_ms",
+            "healthy p99 beside them, ms (median)",
+            crowded,
+            1,
+        )
+        .number("ratio", "ratio", crowded / alone.max(1e-9), 2);
+    report.emit()
 }

@@ -84,6 +84,25 @@ pub(super) async fn measure(
             args.runs, figures.rate, figures.p50, figures.p99
         );
     }
+    let mut report = crate::report::Report::new(format!(
+        "{}, {label}, {} realms, window {}",
+        scenario(args),
+        args.realms,
+        args.window
+    ));
+    report
+        .number("deliveries_per_s", "deliveries/s (median)", figures.rate, 0)
+        .number("p50_ms", "p50 event→delivery, ms (median)", figures.p50, 1)
+        .number("p99_ms", "p99 event→delivery, ms (median)", figures.p99, 1)
+        .number("runs", "runs", args.runs.max(1) as f64, 0)
+        .number("lost", "acknowledged deliveries missing", figures.lost as f64, 0)
+        .number(
+            "duplicates",
+            "deliveries made twice",
+            figures.duplicates as f64,
+            0,
+        );
+    report.emit()?;
     if args.check && (figures.lost > 0 || figures.duplicates > 0) {
         bail!(
             "{label}: {} acknowledged deliveries missing, {} duplicated",

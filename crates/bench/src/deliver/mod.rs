@@ -73,17 +73,21 @@ pub struct Args {
     check: bool,
 }
 
-struct ReceiverProcess {
+/// The benchmark receiver, a child process driven through its standard input.
+pub(crate) struct ReceiverProcess {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
-    port: u16,
-    ca: PathBuf,
+    /// Its HTTPS port on 127.0.0.1.
+    pub(crate) port: u16,
+    /// The CA certificate the server must trust.
+    pub(crate) ca: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl ReceiverProcess {
-    fn start() -> anyhow::Result<ReceiverProcess> {
+    /// Starts it; answers once it listens.
+    pub(crate) fn start() -> anyhow::Result<ReceiverProcess> {
         let dir = tempfile::tempdir()?;
         let ca = dir.path().join("ca.pem");
         let mut child = Command::new(std::env::current_exe()?)
@@ -114,7 +118,24 @@ impl ReceiverProcess {
         self.child.id()
     }
 
-    fn command(&mut self, command: &str) -> anyhow::Result<Value> {
+    /// The settings of a server delivering here (see [`crate::server::loopback_args`]),
+    /// trusting this receiver's CA.
+    pub(crate) fn server_args(&self, window: &str) -> anyhow::Result<Vec<String>> {
+        let mut args = crate::server::loopback_args(window);
+        args.extend([
+            "--ca-file".to_owned(),
+            self.ca.to_str().context("path")?.to_owned(),
+        ]);
+        Ok(args)
+    }
+
+    /// The endpoint URL: `https://127.0.0.1:PORT/hook`.
+    pub(crate) fn hook(&self) -> String {
+        format!("https://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// Sends one command (see `receiver.rs`) and answers its JSON line.
+    pub(crate) fn command(&mut self, command: &str) -> anyhow::Result<Value> {
         writeln!(self.stdin, "{command}")?;
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
@@ -268,7 +289,7 @@ async fn fan_out_to(
 
 /// Sends single-event requests to `target` for `duration` (paced at `rate` when given);
 /// answers the events acknowledged.
-async fn load(
+pub(crate) async fn load(
     client: &reqwest::Client,
     target: &Target,
     clients: usize,
@@ -317,7 +338,7 @@ async fn load(
 }
 
 /// Waits until the receiver has seen `events` events (at most 120 s); answers its stats.
-async fn drain(receiver: &mut ReceiverProcess, events: u64) -> anyhow::Result<Value> {
+pub(crate) async fn drain(receiver: &mut ReceiverProcess, events: u64) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let stats = receiver.command("stats")?;
@@ -339,16 +360,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let capacity = raw_capacity(&receiver).await?;
     receiver.command("reset")?;
     let kind = args.backend.kind();
-    let mut server_args = crate::server::loopback_args(&args.window);
-    server_args.extend([
-        "--ca-file".to_owned(),
-        receiver.ca.to_str().context("path")?.to_owned(),
-    ]);
-    let server = BenchServer::start(&args.ledgerhook, kind, &server_args).await?;
+    let server = BenchServer::start(&args.ledgerhook, kind, &receiver.server_args(&args.window)?).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients * 2)
         .build()?;
-    let hook = format!("https://127.0.0.1:{}/hook", receiver.port);
+    let hook = receiver.hook();
     let realms = subscribe(&client, &server.base, &hook, args.realms).await?;
     for endpoint in 1..args.endpoints.max(1) {
         fan_out_to(&client, &server.base, &format!("{hook}/{endpoint}"), &realms).await?;
