@@ -1,10 +1,11 @@
 //! Webhook configurations and their states.
 
 use crate::model::{decode_error, environment, ConfigInput, WebhookConfig};
+use crate::notifications::BEHIND_RETRY;
 use crate::signals::Signal;
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::faults::Faults;
-use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Timestamp};
+use ledgerhook_domain::{ConfigState, EntitySelection, Environment, Ordering, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -114,6 +115,27 @@ async fn release_held(
     Ok(())
 }
 
+/// Makes the configuration's notifications that wait behind a retry (strict ordering)
+/// due now: under best-effort ordering nothing waits. Read through the queue's due index,
+/// where they are one range, not through the configuration's whole history.
+async fn release_waiting(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    config_id: i64,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let hint = crate::queue::due_index(backend);
+    sqlx::query(&format!(
+        "UPDATE notifications SET next_attempt_at = $1 WHERE seq IN (SELECT seq FROM notifications{hint} \
+         WHERE status IN ('pending', 'retrying') AND test = 0 AND next_attempt_at = {BEHIND_RETRY} AND config_id = $2)"
+    ))
+    .bind(now.millis())
+    .bind(config_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Creates or replaces the configuration of (app, environment) and makes it
     /// `active`; answers the stored configuration.
@@ -149,6 +171,9 @@ impl Store {
         .await?;
         let stored = config_in(&mut tx, app_id, env).await?;
         release_held(&mut tx, stored.id, now).await?;
+        if input.ordering != Some(Ordering::Strict) {
+            release_waiting(&mut tx, self.backend(), stored.id, now).await?;
+        }
         self.announcer().announce(&mut tx, Signal::Notifications).await?;
         tx.commit().await?;
         Ok(stored)

@@ -112,6 +112,13 @@ pub struct Notification {
     pub faults: Vec<Fault>,
 }
 
+/// The due time of a pending notification waiting behind an older one of its stream that
+/// awaits a retry, under strict ordering: 9999-12-31T23:59:59.999Z, outside every range
+/// the queue reads. It is set once, when the older one fails or when the notification is
+/// made behind it, and not again at each later retry; the stream's delivery makes it due
+/// at once (`queue/record.rs`), a drop holds it. Shown as no due time.
+pub(crate) const BEHIND_RETRY: i64 = 253_402_300_799_999;
+
 pub(crate) const COLUMNS: &str =
     "seq, id, config_id, app_id, environment, realm_id, format, status, test, payload, \
                                   event_count, created_at, next_attempt_at, attempt_count, faults";
@@ -136,7 +143,10 @@ pub(crate) fn notification(row: &AnyRow) -> Result<Notification, sqlx::Error> {
         payload: row.try_get("payload")?,
         event_count: row.try_get("event_count")?,
         created_at: Timestamp(row.try_get("created_at")?),
-        next_attempt_at: row.try_get::<Option<i64>, _>("next_attempt_at")?.map(Timestamp),
+        next_attempt_at: row
+            .try_get::<Option<i64>, _>("next_attempt_at")?
+            .filter(|&at| at != BEHIND_RETRY)
+            .map(Timestamp),
         attempt_count: row.try_get("attempt_count")?,
         faults: list_from_storage(row.try_get::<Option<String>, _>("faults")?.as_deref()),
     })
@@ -215,16 +225,17 @@ async fn inject(
         .collect())
 }
 
-/// Whether `m` is due no earlier than its stream's pending retry: under strict ordering,
-/// unless it is held, dropped or delayed (a delay is meant to be overtaken).
+/// Whether `m` waits behind its stream's pending retry ([`BEHIND_RETRY`]) when there is
+/// one: under strict ordering, unless it is held, dropped or delayed (a delay is meant to
+/// be overtaken).
 fn queued_in_order(m: &Made<'_>, injected: &Injected) -> bool {
     m.strict && !m.held && injected.delayed_until.is_none() && !injected.faults.contains(&Fault::Drop)
 }
 
 /// Inserts notifications, 200 per statement: each `held`, or `pending` and due now —
-/// under strict ordering no earlier than its stream's pending retry. Fault injection
-/// applies on the way: a dropped one is stored `delivered` and never sent, a delayed one
-/// is due `delay_by` later.
+/// under strict ordering, when its stream awaits a retry, behind it ([`BEHIND_RETRY`]).
+/// Fault injection applies on the way: a dropped one is stored `delivered` and never
+/// sent, a delayed one is due `delay_by` later.
 pub(crate) async fn insert_notifications(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -244,8 +255,8 @@ pub(crate) async fn insert_notifications(
                 let p: Vec<String> = (0..12).map(|_| params.next()).collect();
                 let due = if queued_in_order(m, injected) {
                     format!(
-                        "COALESCE((SELECT MAX(o.next_attempt_at) FROM notifications o WHERE o.config_id = {} \
-                         AND o.realm_id = {} AND o.status = 'retrying'), {})",
+                        "CASE WHEN EXISTS (SELECT 1 FROM notifications o WHERE o.config_id = {} \
+                         AND o.realm_id = {} AND o.status = 'retrying') THEN {BEHIND_RETRY} ELSE {} END",
                         params.next(),
                         params.next(),
                         params.next()

@@ -7,7 +7,7 @@ use super::{
     decode_headers, encode_headers, move_parked, AttemptRecord, AttemptResult, Continuation, Decision,
     Direction, Parking, Tx,
 };
-use crate::notifications::NotificationStatus;
+use crate::notifications::{NotificationStatus, BEHIND_RETRY};
 use crate::signals::Signal;
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::{Backend, Store, StoreError};
@@ -280,36 +280,42 @@ async fn update_notifications(
 }
 
 /// Under strict ordering the rest of a stream waits for its oldest notification: when
-/// that fails and will be retried, the stream's later pending notifications become due
-/// no earlier than the retry (so the queue's due part holds only what can be sent); when
-/// a retried notification is delivered, they are due at once. One statement for each
-/// direction, for the whole round.
+/// that fails and will be retried, the stream's later pending notifications wait behind
+/// it ([`BEHIND_RETRY`], outside the queue's due part, so that the due part holds only
+/// what can be sent); when a retried notification is delivered, they are due at once.
+/// A notification is moved behind once, not again at each later retry of the same one:
+/// a stream of a million waiting behind an endpoint that is down costs a row per retry,
+/// not a million. One statement for each direction, for the whole round.
 async fn move_streams(
     tx: &mut Tx,
     backend: Backend,
     results: &[AttemptResult],
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    let mut back = Vec::new();
-    let mut forward = Vec::new();
+    let mut behind = Vec::new();
+    let mut released = Vec::new();
     for result in results.iter().filter(|r| r.strict) {
         let Some(config_id) = result.config_id else {
             continue;
         };
         let stream = (config_id, result.realm_id.as_str(), result.seq);
         match result.decision {
-            Decision::Retry(at) => back.push((stream, at.millis())),
-            Decision::Delivered if result.retried => forward.push((stream, now.millis())),
+            Decision::Retry(_) => behind.push((stream, BEHIND_RETRY)),
+            Decision::Delivered if result.retried => released.push((stream, now.millis())),
             _ => {}
         }
     }
-    for (moves, comparison) in [(back, "<"), (forward, ">")] {
+    let moves = [
+        (behind, format!("<> {BEHIND_RETRY}")),
+        (released, format!("= {BEHIND_RETRY}")),
+    ];
+    for (moves, which) in moves {
         for chunk in moves.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE notifications SET next_attempt_at = v.column4 FROM (VALUES {}) AS v \
                  WHERE notifications.config_id = v.column1 AND notifications.realm_id = v.column2 \
                  AND notifications.seq > v.column3 AND notifications.status = 'pending' \
-                 AND notifications.next_attempt_at {comparison} v.column4",
+                 AND notifications.next_attempt_at {which}",
                 Params::new(backend).rows(chunk.len(), 4)
             );
             let mut query = sqlx::query(&sql);
