@@ -157,11 +157,16 @@ async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, Store
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
+/// The WAL's length, in pages, past which a checkpoint also starts it over (256 MiB at
+/// SQLite's 4 KiB pages).
+const RESTART_WAL_AT_PAGES: i64 = 65_536;
+
 /// Copies committed WAL frames into the database file from a connection of its own, in
 /// `PASSIVE` mode (it never waits for or blocks the writer or readers). With SQLite's
 /// automatic checkpoints the commit that crosses 1,000 WAL pages copies and fsyncs them
 /// itself, holding the only writer — and every ingestion and delivery waiting for it —
-/// for milliseconds. Done when the store is gone.
+/// for milliseconds. A WAL longer than [`RESTART_WAL_AT_PAGES`] is emptied (`TRUNCATE`),
+/// which waits for the writer once. Done when the store is gone.
 struct Checkpointer {
     store: std::sync::Weak<Inner>,
     connection: AnyPool,
@@ -180,9 +185,19 @@ impl Worker for Checkpointer {
             return Ok(Step::Done);
         }
         drop(inner);
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&self.connection)
+        let (_busy, wal_pages, _copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&self.connection)
             .await?;
+        if wal_pages > RESTART_WAL_AT_PAGES {
+            // Under a steady load some reader always holds a snapshot that needs the WAL,
+            // so it never starts over by itself: it would grow without end, and every
+            // page read would search more of it. This waits for the writer's current
+            // transaction and the readers of older snapshots (milliseconds), copies the
+            // rest and empties the file.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.connection)
+                .await?;
+        }
         Ok(Step::Idle(CHECKPOINT_EVERY))
     }
 
