@@ -4,6 +4,9 @@
 use crate::{Store, StoreError};
 use ledgerhook_domain::{ConfigState, Timestamp};
 
+/// Rows removed per transaction by [`Store::purge`].
+pub const PURGE_BATCH: i64 = 1_000;
+
 impl Store {
     /// Makes configurations blacklisted since before `cutoff` inactive; answers how many.
     pub async fn deactivate_blacklisted(&self, cutoff: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
@@ -20,29 +23,52 @@ impl Store {
     }
 
     /// Removes notifications (with their attempts) and change events older than
-    /// `cutoff`, and idempotency keys past their day; answers the notifications, events
-    /// and keys removed (attempts are not counted).
+    /// `cutoff`, and idempotency keys past their day, in transactions of at most
+    /// [`PURGE_BATCH`] rows each; answers the notifications, events and keys removed
+    /// (attempts are not counted).
     pub async fn purge(&self, cutoff: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
-        let mut tx = self.writer().begin().await?;
+        self.purge_in_batches(cutoff, now, PURGE_BATCH).await
+    }
+
+    /// [`Store::purge`] with `batch` rows per transaction. A short transaction holds the
+    /// writer (SQLite's only one) for milliseconds, so ingestion and delivery go on
+    /// between two batches however much there is to remove; a purge of 10⁶ rows in one
+    /// transaction held it for seconds.
+    pub async fn purge_in_batches(
+        &self,
+        cutoff: Timestamp,
+        now: Timestamp,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let keys_cutoff = now.millis() - crate::ingest::IDEMPOTENCY_WINDOW_MS;
+        // Each statement deletes up to `batch` rows chosen through the age index; their
+        // attempts go with the notifications (the foreign key cascades).
+        let statements = [
+            ("DELETE FROM notifications WHERE seq IN (SELECT seq FROM notifications \
+              WHERE created_at < $1 AND status IN ('delivered', 'dropped') LIMIT $2)", cutoff.millis()),
+            ("DELETE FROM change_events WHERE seq IN (SELECT seq FROM change_events ce \
+              WHERE accepted_at < $1 \
+              AND NOT EXISTS (SELECT 1 FROM window_events we WHERE we.event_seq = ce.seq) LIMIT $2)", cutoff.millis()),
+            ("DELETE FROM idempotency_keys WHERE (realm_id, idem_key) IN (SELECT realm_id, idem_key FROM idempotency_keys \
+              WHERE created_at < $1 LIMIT $2)", keys_cutoff),
+        ];
         let mut removed = 0;
-        // Their attempts go with them (the foreign key cascades).
-        for sql in [
-            "DELETE FROM notifications WHERE created_at < $1 AND status IN ('delivered', 'dropped')",
-            "DELETE FROM change_events WHERE accepted_at < $1 \
-             AND NOT EXISTS (SELECT 1 FROM window_events we WHERE we.event_seq = change_events.seq)",
-        ] {
-            removed += sqlx::query(sql)
-                .bind(cutoff.millis())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        for (sql, before) in statements {
+            loop {
+                let deleted = sqlx::query(sql)
+                    .bind(before)
+                    .bind(batch)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
+                removed += deleted;
+                if deleted < batch as u64 {
+                    break;
+                }
+                // Let whatever waits for the writer go first.
+                tokio::task::yield_now().await;
+            }
         }
-        removed += sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(now.millis() - crate::ingest::IDEMPOTENCY_WINDOW_MS)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
         Ok(removed)
     }
 }

@@ -18,6 +18,7 @@ on_both_backends!(
     parking_moves_a_streams_due_rows_to_the_lease_end_and_back,
     deleting_an_app_or_realm_cascades_and_drops_undelivered_work,
     a_delivered_stream_continues_with_its_next_due_notification,
+    retention_purges_in_batches_and_keeps_undelivered_work,
 );
 
 /// A realm with one connected app whose sandbox configuration wants everything.
@@ -472,4 +473,58 @@ async fn a_delivered_stream_continues_with_its_next_due_notification(kind: Kind)
     assert!(after[0].is_none(), "nothing else is due");
     f.ingest(&["4"], &policy, at(60_005)).await;
     assert_eq!(f.claimable(at(60_006)).await.len(), 1, "the stream was released");
+}
+
+async fn retention_purges_in_batches_and_keeps_undelivered_work(kind: Kind) {
+    let Some(f) = fixture(kind).await else { return };
+    let policy = policy(0);
+    for n in 0..7 {
+        f.ingest(&[&n.to_string()], &policy, at(n)).await;
+    }
+    // The first five are delivered, one at a time (strict order); two stay pending.
+    let mut delivered = Vec::new();
+    for n in 0..5 {
+        let head = f.claimable(at(100 + n)).await.remove(0);
+        f.claim_one(&head, "node-a", at(100 + n), at(5000)).await;
+        let result = f.result(&head, Decision::Delivered, "node-a", at(100 + n));
+        f.store.record_round(&[], &[result], at(100 + n)).await.unwrap();
+        delivered.push(head.seq);
+    }
+
+    // Batches of two: what is older than the cutoff goes, however many batches it takes.
+    let removed = f.store.purge_in_batches(at(3), at(3), 2).await.unwrap();
+    assert_eq!(
+        removed,
+        3 + 3,
+        "the three oldest notifications and their three events"
+    );
+    for &seq in &delivered[..3] {
+        assert!(
+            f.store.delivery_state(seq).await.unwrap().is_none(),
+            "{seq} was purged"
+        );
+    }
+    assert!(
+        f.store.delivery_state(delivered[3]).await.unwrap().is_some(),
+        "newer than the cutoff: kept"
+    );
+
+    let removed = f.store.purge_in_batches(at(1000), at(1000), 2).await.unwrap();
+    assert_eq!(
+        removed,
+        2 + 4,
+        "the other two delivered notifications and the other four events"
+    );
+    let pending = f.claimable(at(1000)).await;
+    assert_eq!(
+        pending.len(),
+        1,
+        "the two pending notifications are kept (strict: the head is due)"
+    );
+    assert_eq!(f.status(pending[0].seq).await.0, NotificationStatus::Pending);
+    assert_eq!(
+        f.store.purge(at(1000), at(1000)).await.unwrap(),
+        0,
+        "nothing is left to purge"
+    );
 }
