@@ -254,8 +254,9 @@ async fn ingest(
 
 /// Copies `rows` more of each table, timed to pass `retention` a few seconds after the
 /// copy ends (from the history's copy speed, `seconds_per_row`), then delivers at
-/// `--rate` while the janitor purges them; answers the p99 over that run and how long
-/// the purge took (from the first row gone to the last, polled every 250 ms).
+/// `--rate` while the janitor purges them and `--duration` longer; answers the p99 over
+/// that run and how long the purge took (from the first row gone to the last, polled
+/// every 250 ms).
 #[allow(clippy::too_many_arguments)]
 async fn purge_while_delivering(
     args: &Args,
@@ -307,8 +308,20 @@ async fn purge_while_delivering(
         (first_gone, all_gone, left)
     });
     receiver.command("reset")?;
-    let duration = wait + 30.0 + rows as f64 * seconds_per_row;
-    let acknowledged = load(client, target, 8, duration, Some(args.rate)).await;
+    // Paced load in slices of 2 s until the purge is over and `--duration` more has
+    // passed (at most 15 minutes); the p99 covers the whole of it.
+    let started = Instant::now();
+    let mut acknowledged = 0;
+    let mut over = None;
+    while started.elapsed() < Duration::from_secs(900) {
+        acknowledged += load(client, target, 8, 2.0, Some(args.rate)).await;
+        if watcher.is_finished() {
+            let over = *over.get_or_insert_with(Instant::now);
+            if over.elapsed().as_secs_f64() >= args.duration && started.elapsed().as_secs_f64() > wait {
+                break;
+            }
+        }
+    }
     let stats = drain(receiver, acknowledged).await?;
     let (first_gone, all_gone, left) = watcher.await?;
     let seconds = match (first_gone, all_gone) {
