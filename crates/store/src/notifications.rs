@@ -112,11 +112,11 @@ pub struct Notification {
     pub faults: Vec<Fault>,
 }
 
-/// The due time of a pending notification waiting behind an older one of its stream that
-/// awaits a retry, under strict ordering: 9999-12-31T23:59:59.999Z, outside every range
-/// the queue reads. It is set once, when the older one fails or when the notification is
-/// made behind it, and not again at each later retry; the stream's delivery makes it due
-/// at once (`queue/record.rs`), a drop holds it. Shown as no due time.
+/// The due time of a pending notification waiting behind an older one of its stream,
+/// under strict ordering: 9999-12-31T23:59:59.999Z, outside every range the queue reads.
+/// Set when it is made behind one still to be sent, or once when an older one fails (not
+/// again at each later retry); each delivery of the stream makes the next one due at
+/// once (`queue/record.rs`), a drop holds them. Shown as no due time.
 pub(crate) const BEHIND_RETRY: i64 = 253_402_300_799_999;
 
 pub(crate) const COLUMNS: &str =
@@ -225,15 +225,16 @@ async fn inject(
         .collect())
 }
 
-/// Whether `m` waits behind its stream's pending retry ([`BEHIND_RETRY`]) when there is
-/// one: under strict ordering, unless it is held, dropped or delayed (a delay is meant to
+/// Whether `m` waits behind its stream's older notifications ([`BEHIND_RETRY`]) when one
+/// is still to be sent: under strict ordering, unless it is held, dropped or delayed (a delay is meant to
 /// be overtaken).
 fn queued_in_order(m: &Made<'_>, injected: &Injected) -> bool {
     m.strict && !m.held && injected.delayed_until.is_none() && !injected.faults.contains(&Fault::Drop)
 }
 
 /// Inserts notifications, 200 per statement: each `held`, or `pending` and due now —
-/// under strict ordering, when its stream awaits a retry, behind it ([`BEHIND_RETRY`]).
+/// under strict ordering, when its stream's newest is still to be sent, behind it
+/// ([`BEHIND_RETRY`]).
 /// Fault injection applies on the way: a dropped one is stored `delivered` and never
 /// sent, a delayed one is due `delay_by` later.
 pub(crate) async fn insert_notifications(
@@ -254,9 +255,13 @@ pub(crate) async fn insert_notifications(
             .map(|(m, injected)| {
                 let p: Vec<String> = (0..12).map(|_| params.next()).collect();
                 let due = if queued_in_order(m, injected) {
+                    // Behind when the stream's newest notification is still to be sent
+                    // (one index seek from the stream's end): each delivery releases the
+                    // next, so the due part of the queue holds one per strict stream.
                     format!(
-                        "CASE WHEN EXISTS (SELECT 1 FROM notifications o WHERE o.config_id = {} \
-                         AND o.realm_id = {} AND o.status = 'retrying') THEN {BEHIND_RETRY} ELSE {} END",
+                        "CASE WHEN (SELECT o.status FROM notifications o WHERE o.config_id = {} \
+                         AND o.realm_id = {} AND o.test = 0 AND o.delayed_until IS NULL \
+                         ORDER BY o.seq DESC LIMIT 1) IN ('pending', 'retrying') THEN {BEHIND_RETRY} ELSE {} END",
                         params.next(),
                         params.next(),
                         params.next()

@@ -161,6 +161,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// SQLite's 4 KiB pages).
 const RESTART_WAL_AT_PAGES: i64 = 65_536;
 
+/// Pages a `TRUNCATE` checkpoint is left to copy at most, when passive rounds get there.
+const LEFT_FOR_TRUNCATE_PAGES: i64 = 256;
+
 /// Copies committed WAL frames into the database file from a connection of its own, in
 /// `PASSIVE` mode (it never waits for or blocks the writer or readers). With SQLite's
 /// automatic checkpoints the commit that crosses 1,000 WAL pages copies and fsyncs them
@@ -185,15 +188,29 @@ impl Worker for Checkpointer {
             return Ok(Step::Done);
         }
         drop(inner);
-        let (_busy, wal_pages, _copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&self.connection)
-            .await?;
+        let passive = || async {
+            let (_busy, wal_pages, copied): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&self.connection)
+                    .await?;
+            Ok::<_, sqlx::Error>((wal_pages, copied))
+        };
+        let (mut wal_pages, mut copied) = passive().await?;
         if wal_pages > RESTART_WAL_AT_PAGES {
             // Under a steady load some reader always holds a snapshot that needs the WAL,
             // so it never starts over by itself: it would grow without end, and every
-            // page read would search more of it. This waits for the writer's current
-            // transaction and the readers of older snapshots (milliseconds), copies the
-            // rest and empties the file.
+            // page read would search more of it. `TRUNCATE` waits for the writer's
+            // current transaction and the readers of older snapshots, copies the rest and
+            // empties the file, holding the writer meanwhile: passive rounds first copy
+            // all they can (readers' snapshots move on within milliseconds), so that
+            // little is left to copy then.
+            for _ in 0..10 {
+                if wal_pages - copied <= LEFT_FOR_TRUNCATE_PAGES {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                (wal_pages, copied) = passive().await?;
+            }
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&self.connection)
                 .await?;

@@ -93,47 +93,11 @@ async fn next_in_streams(
     strict: bool,
     now: Timestamp,
 ) -> Result<HashMap<(i64, String), (String, DeliveryState)>, sqlx::Error> {
-    // Each stream's first notification after the delivered one, read from
-    // `notifications_by_stream` from that point on: the stream's delivered history is
-    // never walked.
-    let mut params = Params::new(backend);
-    let firsts: Vec<String> = (0..results.len())
-        .map(|i| {
-            let (config, realm, bound) = (params.next(), params.next(), params.next());
-            // Strict: the first undelivered one (if it is not due or held, the stream
-            // waits). Best-effort: the first due one.
-            let rest = if strict {
-                format!("u.status IN ('pending', 'retrying', 'held') AND u.seq > {bound}")
-            } else {
-                format!(
-                    "u.status IN ('pending', 'retrying') AND u.test = 0 AND u.seq > {bound} \
-                     AND u.next_attempt_at <= {}",
-                    params.next()
-                )
-            };
-            format!(
-                "SELECT seq FROM (SELECT u.seq FROM notifications u WHERE u.config_id = {config} \
-                 AND u.realm_id = {realm} AND {rest} ORDER BY u.seq LIMIT 1) AS first{i}"
-            )
-        })
-        .collect();
-    let sql = firsts.join(" UNION ALL ");
-    let mut first_query = sqlx::query(&sql);
-    for (_, result) in results {
-        first_query = first_query
-            .bind(result.config_id.unwrap_or_default())
-            .bind(result.realm_id.as_str())
-            .bind(result.seq);
-        if !strict {
-            first_query = first_query.bind(now.millis());
-        }
-    }
-    let seqs: Vec<i64> = first_query
-        .fetch_all(&mut **tx)
-        .await?
+    let streams: Vec<(i64, &str, i64)> = results
         .iter()
-        .map(|row| row.try_get::<i64, _>(0))
-        .collect::<Result<_, _>>()?;
+        .map(|(_, r)| (r.config_id.unwrap_or_default(), r.realm_id.as_str(), r.seq))
+        .collect();
+    let seqs = first_after(tx, backend, &streams, (!strict).then_some(now)).await?;
     if seqs.is_empty() {
         return Ok(HashMap::new());
     }
@@ -165,6 +129,54 @@ async fn next_in_streams(
         }
     }
     Ok(found)
+}
+
+/// Each stream's first notification after `seq`, in one statement, read from
+/// `notifications_by_stream` from that point on (the stream's delivered history is never
+/// walked): with `due_at`, its first one due then (best-effort); without, its first
+/// undelivered one, due or not (strict: if that one is not due or held, the stream
+/// waits).
+pub(super) async fn first_after(
+    tx: &mut Tx,
+    backend: Backend,
+    streams: &[(i64, &str, i64)],
+    due_at: Option<Timestamp>,
+) -> Result<Vec<i64>, sqlx::Error> {
+    if streams.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut params = Params::new(backend);
+    let firsts: Vec<String> = (0..streams.len())
+        .map(|i| {
+            let (config, realm, bound) = (params.next(), params.next(), params.next());
+            let rest = match due_at {
+                None => format!("u.status IN ('pending', 'retrying', 'held') AND u.seq > {bound}"),
+                Some(_) => format!(
+                    "u.status IN ('pending', 'retrying') AND u.test = 0 AND u.seq > {bound} \
+                     AND u.next_attempt_at <= {}",
+                    params.next()
+                ),
+            };
+            format!(
+                "SELECT seq FROM (SELECT u.seq FROM notifications u WHERE u.config_id = {config} \
+                 AND u.realm_id = {realm} AND {rest} ORDER BY u.seq LIMIT 1) AS first{i}"
+            )
+        })
+        .collect();
+    let sql = firsts.join(" UNION ALL ");
+    let mut query = sqlx::query(&sql);
+    for (config_id, realm_id, seq) in streams {
+        query = query.bind(*config_id).bind(*realm_id).bind(*seq);
+        if let Some(due_at) = due_at {
+            query = query.bind(due_at.millis());
+        }
+    }
+    query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0))
+        .collect()
 }
 
 /// Moves the end of each `(owner, config, realm)` lease to `until`, in one statement.

@@ -2,7 +2,7 @@
 //! consequences (retries, streams moved, blacklisting, leases freed); reading a
 //! notification's attempts; recovering a configuration's notifications.
 
-use super::continuation::take_continuations;
+use super::continuation::{first_after, take_continuations};
 use super::{
     decode_headers, encode_headers, move_parked, AttemptRecord, AttemptResult, Continuation, Decision,
     Direction, Parking, Tx,
@@ -282,10 +282,11 @@ async fn update_notifications(
 /// Under strict ordering the rest of a stream waits for its oldest notification: when
 /// that fails and will be retried, the stream's later pending notifications wait behind
 /// it ([`BEHIND_RETRY`], outside the queue's due part, so that the due part holds only
-/// what can be sent); when a retried notification is delivered, they are due at once.
-/// A notification is moved behind once, not again at each later retry of the same one:
-/// a stream of a million waiting behind an endpoint that is down costs a row per retry,
-/// not a million. One statement for each direction, for the whole round.
+/// what can be sent). A notification is moved behind once, not again at each later retry
+/// of the same one: a stream of a million waiting behind an endpoint that is down costs
+/// a row per retry, not a million. Each delivery makes the next one waiting behind due
+/// (one row): the stream's continuation or the next claim round takes it, and the rest
+/// stay out of the due part, where a claim round would walk past every one of them.
 async fn move_streams(
     tx: &mut Tx,
     backend: Backend,
@@ -293,37 +294,50 @@ async fn move_streams(
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
     let mut behind = Vec::new();
-    let mut released = Vec::new();
+    let mut delivered = Vec::new();
     for result in results.iter().filter(|r| r.strict) {
         let Some(config_id) = result.config_id else {
             continue;
         };
         let stream = (config_id, result.realm_id.as_str(), result.seq);
         match result.decision {
-            Decision::Retry(_) => behind.push((stream, BEHIND_RETRY)),
-            Decision::Delivered if result.retried => released.push((stream, now.millis())),
+            Decision::Retry(_) => behind.push(stream),
+            Decision::Delivered => delivered.push(stream),
             _ => {}
         }
     }
-    let moves = [
-        (behind, format!("<> {BEHIND_RETRY}")),
-        (released, format!("= {BEHIND_RETRY}")),
-    ];
-    for (moves, which) in moves {
-        for chunk in moves.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE notifications SET next_attempt_at = v.column4 FROM (VALUES {}) AS v \
-                 WHERE notifications.config_id = v.column1 AND notifications.realm_id = v.column2 \
-                 AND notifications.seq > v.column3 AND notifications.status = 'pending' \
-                 AND notifications.next_attempt_at {which}",
-                Params::new(backend).rows(chunk.len(), 4)
-            );
-            let mut query = sqlx::query(&sql);
-            for ((config_id, realm_id, seq), due) in chunk {
-                query = query.bind(*config_id).bind(*realm_id).bind(*seq).bind(*due);
-            }
-            query.execute(&mut **tx).await?;
+    for chunk in behind.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE notifications SET next_attempt_at = {BEHIND_RETRY} FROM (VALUES {}) AS v \
+             WHERE notifications.config_id = v.column1 AND notifications.realm_id = v.column2 \
+             AND notifications.seq > v.column3 AND notifications.status = 'pending' \
+             AND notifications.next_attempt_at <> {BEHIND_RETRY}",
+            Params::new(backend).rows(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(&sql);
+        for (config_id, realm_id, seq) in chunk {
+            query = query.bind(*config_id).bind(*realm_id).bind(*seq);
         }
+        query.execute(&mut **tx).await?;
+    }
+    for chunk in delivered.chunks(ROWS_PER_STATEMENT) {
+        let next = first_after(tx, backend, chunk, None).await?;
+        if next.is_empty() {
+            continue;
+        }
+        let mut params = Params::new(backend);
+        let due = params.next();
+        let keys: Vec<String> = next.iter().map(|_| params.next()).collect();
+        let sql = format!(
+            "UPDATE notifications SET next_attempt_at = {due} WHERE seq IN ({}) \
+             AND status = 'pending' AND next_attempt_at = {BEHIND_RETRY}",
+            keys.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now.millis());
+        for seq in &next {
+            query = query.bind(*seq);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ on_both_backends!(
     deleting_an_app_or_realm_cascades_and_drops_undelivered_work,
     a_delivered_stream_continues_with_its_next_due_notification,
     retention_purges_in_batches_and_keeps_undelivered_work,
+    a_strict_stream_behind_a_retry_is_released_one_at_a_time,
 );
 
 /// A realm with one connected app whose sandbox configuration wants everything.
@@ -311,7 +312,12 @@ async fn recording_delivers_retries_and_frees_the_stream(kind: Kind) {
 
 async fn parking_moves_a_streams_due_rows_to_the_lease_end_and_back(kind: Kind) {
     let Some(f) = fixture(kind).await else { return };
-    let policy = policy(0);
+    // Best-effort: the second is due at once, behind the first's lease (under strict
+    // ordering it would wait behind the first, out of the due part of the queue).
+    let policy = WindowPolicy {
+        default_ordering: Ordering::BestEffort,
+        ..policy(0)
+    };
     f.ingest(&["1"], &policy, at(0)).await;
     f.ingest(&["2"], &policy, at(1)).await;
     let first = f.claimable(at(1)).await.remove(0);
@@ -526,5 +532,78 @@ async fn retention_purges_in_batches_and_keeps_undelivered_work(kind: Kind) {
         f.store.purge(at(1000), at(1000)).await.unwrap(),
         0,
         "nothing is left to purge"
+    );
+}
+
+async fn a_strict_stream_behind_a_retry_is_released_one_at_a_time(kind: Kind) {
+    let Some(f) = fixture(kind).await else { return };
+    let policy = policy(0);
+    for n in 0..4 {
+        f.ingest(&[&n.to_string()], &policy, at(n)).await;
+    }
+    let head = f.claimable(at(10)).await.remove(0);
+    f.claim_one(&head, "node-a", at(10), at(5000)).await;
+    let failed = f.result(&head, Decision::Retry(at(60_000)), "node-a", at(11));
+    f.store.record_round(&[], &[failed], at(12)).await.unwrap();
+    let filter = ledgerhook_store::notifications::NotificationFilter {
+        app_id: Some(f.app_id.clone()),
+        ..Default::default()
+    };
+    let mut behind: Vec<i64> = f
+        .store
+        .notifications(&filter, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.seq)
+        .filter(|&seq| seq != head.seq)
+        .collect();
+    behind.sort_unstable();
+    assert_eq!(behind.len(), 3);
+    for &seq in &behind {
+        assert_eq!(
+            f.status(seq).await,
+            (NotificationStatus::Pending, None),
+            "waits behind the retry, with no due time of its own"
+        );
+    }
+    assert!(
+        f.claimable(at(59_999)).await.is_empty(),
+        "nothing is due before the retry"
+    );
+    // A notification made now waits behind it too.
+    f.ingest(&["4"], &policy, at(100)).await;
+    assert!(f.claimable(at(59_999)).await.is_empty(), "made behind the retry");
+
+    // The retry is delivered: only the next one becomes due, then each delivery the next.
+    let retried = f.claimable(at(60_000)).await;
+    assert_eq!(retried.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![head.seq]);
+    f.claim_one(&retried[0], "node-a", at(60_000), at(65_000)).await;
+    let mut delivered = f.result(&retried[0], Decision::Delivered, "node-a", at(60_001));
+    delivered.retried = true;
+    f.store.record_round(&[], &[delivered], at(60_002)).await.unwrap();
+    for (i, &seq) in behind.iter().enumerate() {
+        let due = f.claimable(at(60_010 + i as i64)).await;
+        assert_eq!(
+            due.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            vec![seq],
+            "one due at a time, in order"
+        );
+        assert_eq!(
+            f.status(behind[behind.len() - 1]).await.1.is_none(),
+            i + 1 < behind.len()
+        );
+        f.claim_one(&due[0], "node-a", at(60_010 + i as i64), at(65_000))
+            .await;
+        let result = f.result(&due[0], Decision::Delivered, "node-a", at(60_011 + i as i64));
+        f.store
+            .record_round(&[], &[result], at(60_011 + i as i64))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        f.claimable(at(61_000)).await.len(),
+        1,
+        "the one made behind the retry comes last"
     );
 }
