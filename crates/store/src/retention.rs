@@ -5,7 +5,11 @@ use crate::{Store, StoreError};
 use ledgerhook_domain::{ConfigState, Timestamp};
 
 /// Rows removed per transaction by [`Store::purge`].
-pub const PURGE_BATCH: i64 = 1_000;
+pub const PURGE_BATCH: i64 = 500;
+
+/// The pause between two of the purge's transactions, in which ingestion and delivery
+/// have the writer: retention is never urgent.
+const PURGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Store {
     /// Makes configurations blacklisted since before `cutoff` inactive; answers how many.
@@ -65,8 +69,8 @@ impl Store {
                 if deleted < batch as u64 {
                     break;
                 }
-                // Let whatever waits for the writer go first.
-                tokio::task::yield_now().await;
+                // Let whatever waits for the writer have it first.
+                tokio::time::sleep(PURGE_PAUSE).await;
             }
         }
         Ok(removed)

@@ -296,13 +296,27 @@ pub(crate) async fn load(
     duration: f64,
     rate: Option<f64>,
 ) -> u64 {
+    load_counted(client, target, clients, duration, rate).await.0
+}
+
+/// [`load`], answering the requests acknowledged and those refused or unanswered (a
+/// refusal is not in the receiver's latency: it must be counted on its own).
+pub(crate) async fn load_counted(
+    client: &reqwest::Client,
+    target: &Target,
+    clients: usize,
+    duration: f64,
+    rate: Option<f64>,
+) -> (u64, u64) {
     let acknowledged = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(duration);
     let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (client, target, acknowledged) = (client.clone(), target.clone(), acknowledged.clone());
+        let refused = refused.clone();
         tasks.push(tokio::spawn(async move {
             let mut n = 0usize;
             let mut next = start
@@ -323,18 +337,20 @@ pub(crate) async fn load(
                                      "lastUpdated": Timestamp(sent.as_millis() as i64).to_rfc3339()}]);
                 let request = target.request(&client, c, n, clients, &events);
                 n += 1;
-                if let Ok(r) = request.send().await {
-                    if r.status().is_success() {
-                        acknowledged.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                match request.send().await {
+                    Ok(r) if r.status().is_success() => acknowledged.fetch_add(1, Ordering::Relaxed),
+                    _ => refused.fetch_add(1, Ordering::Relaxed),
+                };
             }
         }));
     }
     for task in tasks {
         let _ = task.await;
     }
-    acknowledged.load(Ordering::Relaxed)
+    (
+        acknowledged.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    )
 }
 
 /// Waits until the receiver has seen `events` events (at most 120 s); answers its stats.

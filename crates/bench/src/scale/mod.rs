@@ -15,7 +15,7 @@
 
 pub(crate) mod seed;
 
-use crate::deliver::{drain, load, subscribe, ReceiverProcess, Target};
+use crate::deliver::{drain, load, load_counted, subscribe, ReceiverProcess, Target};
 use crate::report::{grouped, Report};
 use crate::server::{Backend, BenchServer, OPERATOR};
 use anyhow::ensure;
@@ -72,6 +72,7 @@ struct Figures {
 /// The purge phase's figures.
 struct Purge {
     rows: u64,
+    refused: u64,
     seconds: f64,
     p99_ms: f64,
     left: i64,
@@ -311,10 +312,12 @@ async fn purge_while_delivering(
     // Paced load in slices of 2 s until the purge is over and `--duration` more has
     // passed (at most 15 minutes); the p99 covers the whole of it.
     let started = Instant::now();
-    let mut acknowledged = 0;
+    let (mut acknowledged, mut refused) = (0, 0);
     let mut over = None;
     while started.elapsed() < Duration::from_secs(900) {
-        acknowledged += load(client, target, 8, 2.0, Some(args.rate)).await;
+        let (ok, not) = load_counted(client, target, 8, 2.0, Some(args.rate)).await;
+        acknowledged += ok;
+        refused += not;
         if watcher.is_finished() {
             let over = *over.get_or_insert_with(Instant::now);
             if over.elapsed().as_secs_f64() >= args.duration && started.elapsed().as_secs_f64() > wait {
@@ -330,6 +333,7 @@ async fn purge_while_delivering(
     };
     Ok(Purge {
         rows,
+        refused,
         seconds,
         p99_ms: stats["p99_ms"].as_f64().unwrap_or(0.0),
         left,
@@ -415,6 +419,12 @@ fn report(args: &Args, curve: &[Figures]) -> anyhow::Result<()> {
                     "  ÷ the paced p99 without it",
                     purge.p99_ms / figures.paced_p99_ms.max(1e-9),
                     2,
+                )
+                .number(
+                    "purge_refused",
+                    "  ingestion requests refused or unanswered meanwhile",
+                    purge.refused as f64,
+                    0,
                 )
                 .number(
                     "purge_left",
