@@ -62,13 +62,15 @@ fn statements(kind: Kind, history: &History) -> [String; 3] {
     [notifications, attempts, events]
 }
 
-/// Copies `history` into the database at `url`; afterwards the planner's statistics are
-/// refreshed (`ANALYZE`, which PostgreSQL's autovacuum would run on its own after such
-/// an insert; on SQLite the server's statements name their indexes).
+/// Copies `history` into the database at `url`; afterwards, on PostgreSQL, the tables are
+/// vacuumed and analysed (`VACUUM ANALYZE`: what autovacuum would otherwise start on its
+/// own after such an insert, in the middle of the measurements; on SQLite the server's
+/// statements name their indexes).
 pub async fn copy(kind: Kind, url: &str, history: &History) -> anyhow::Result<()> {
     let mut statements = statements(kind, history).to_vec();
     if kind == Kind::Postgres {
-        statements.extend(["notifications", "attempts", "change_events"].map(|t| format!("ANALYZE {t}")));
+        statements
+            .extend(["notifications", "attempts", "change_events"].map(|t| format!("VACUUM ANALYZE {t}")));
     }
     execute(kind, url, &statements).await
 }
