@@ -244,6 +244,13 @@ pub(crate) async fn insert_notifications(
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
     let injected = inject(tx, made, now).await?;
+    let ordered: Vec<(i64, &str)> = made
+        .iter()
+        .zip(&injected)
+        .filter(|(m, injected)| queued_in_order(m, injected))
+        .map(|(m, _)| (m.config.id, m.realm_id))
+        .collect();
+    crate::queue::lock_streams(tx, backend, &ordered).await?;
     for (chunk, injected) in made
         .chunks(ROWS_PER_STATEMENT)
         .zip(injected.chunks(ROWS_PER_STATEMENT))

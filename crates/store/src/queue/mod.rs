@@ -236,3 +236,34 @@ pub(crate) async fn move_parked(
     }
     Ok(())
 }
+
+/// On PostgreSQL, locks each `(configuration, realm)` stream for the rest of the
+/// transaction (advisory locks, taken in one order), so that a notification made behind
+/// its stream's newest and the delivery that makes the next one due cannot pass each
+/// other: each would otherwise miss the other's uncommitted row, and the notification
+/// would wait behind a stream that no longer moves. SQLite has one writer: nothing to do.
+pub(crate) async fn lock_streams(
+    tx: &mut Tx,
+    backend: Backend,
+    streams: &[(i64, &str)],
+) -> Result<(), sqlx::Error> {
+    if backend != Backend::Postgres || streams.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<(i64, &str)> = streams.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT pg_advisory_xact_lock(k1, k2) FROM (SELECT DISTINCT CAST(v.column1 % 2147483647 AS INTEGER) AS k1, \
+             hashtext(v.column2) AS k2 FROM (VALUES {}) AS v ORDER BY k1, k2) AS s",
+            Params::new(backend).rows(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (config_id, realm_id) in chunk {
+            query = query.bind(*config_id).bind(*realm_id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}

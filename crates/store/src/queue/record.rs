@@ -4,8 +4,8 @@
 
 use super::continuation::{first_after, take_continuations};
 use super::{
-    decode_headers, encode_headers, move_parked, AttemptRecord, AttemptResult, Continuation, Decision,
-    Direction, Parking, Tx,
+    decode_headers, encode_headers, lock_streams, move_parked, AttemptRecord, AttemptResult, Continuation,
+    Decision, Direction, Parking, Tx,
 };
 use crate::notifications::{NotificationStatus, BEHIND_RETRY};
 use crate::signals::Signal;
@@ -320,6 +320,11 @@ async fn move_streams(
         }
         query.execute(&mut **tx).await?;
     }
+    let streams: Vec<(i64, &str)> = delivered
+        .iter()
+        .map(|&(config_id, realm_id, _)| (config_id, realm_id))
+        .collect();
+    lock_streams(tx, backend, &streams).await?;
     for chunk in delivered.chunks(ROWS_PER_STATEMENT) {
         let next = first_after(tx, backend, chunk, None).await?;
         if next.is_empty() {
