@@ -1,7 +1,7 @@
 //! Webhook configurations and their states.
 
 use crate::model::{decode_error, environment, ConfigInput, WebhookConfig};
-use crate::notifications::BEHIND_RETRY;
+use crate::notifications::WAITING_BEHIND;
 use crate::signals::Signal;
 use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::faults::Faults;
@@ -127,7 +127,7 @@ async fn release_waiting(
     let hint = crate::queue::due_index(backend);
     sqlx::query(&format!(
         "UPDATE notifications SET next_attempt_at = $1 WHERE seq IN (SELECT seq FROM notifications{hint} \
-         WHERE status IN ('pending', 'retrying') AND test = 0 AND next_attempt_at = {BEHIND_RETRY} AND config_id = $2)"
+         WHERE status IN ('pending', 'retrying') AND test = 0 AND next_attempt_at = {WAITING_BEHIND} AND config_id = $2)"
     ))
     .bind(now.millis())
     .bind(config_id)

@@ -117,7 +117,7 @@ pub struct Notification {
 /// Set when it is made behind one still to be sent, or once when an older one fails (not
 /// again at each later retry); each delivery of the stream makes the next one due at
 /// once (`queue/record.rs`), a drop holds them. Shown as no due time.
-pub(crate) const BEHIND_RETRY: i64 = 253_402_300_799_999;
+pub(crate) const WAITING_BEHIND: i64 = 253_402_300_799_999;
 
 pub(crate) const COLUMNS: &str =
     "seq, id, config_id, app_id, environment, realm_id, format, status, test, payload, \
@@ -145,7 +145,7 @@ pub(crate) fn notification(row: &AnyRow) -> Result<Notification, sqlx::Error> {
         created_at: Timestamp(row.try_get("created_at")?),
         next_attempt_at: row
             .try_get::<Option<i64>, _>("next_attempt_at")?
-            .filter(|&at| at != BEHIND_RETRY)
+            .filter(|&at| at != WAITING_BEHIND)
             .map(Timestamp),
         attempt_count: row.try_get("attempt_count")?,
         faults: list_from_storage(row.try_get::<Option<String>, _>("faults")?.as_deref()),
@@ -225,16 +225,16 @@ async fn inject(
         .collect())
 }
 
-/// Whether `m` waits behind its stream's older notifications ([`BEHIND_RETRY`]) when one
-/// is still to be sent: under strict ordering, unless it is held, dropped or delayed (a delay is meant to
-/// be overtaken).
+/// Whether `m` waits behind its stream's older notifications ([`WAITING_BEHIND`]) when
+/// one is still to be sent: under strict ordering, unless it is held, dropped or delayed
+/// (a delay is meant to be overtaken).
 fn queued_in_order(m: &Made<'_>, injected: &Injected) -> bool {
     m.strict && !m.held && injected.delayed_until.is_none() && !injected.faults.contains(&Fault::Drop)
 }
 
 /// Inserts notifications, 200 per statement: each `held`, or `pending` and due now —
 /// under strict ordering, when its stream's newest is still to be sent, behind it
-/// ([`BEHIND_RETRY`]).
+/// ([`WAITING_BEHIND`]).
 /// Fault injection applies on the way: a dropped one is stored `delivered` and never
 /// sent, a delayed one is due `delay_by` later.
 pub(crate) async fn insert_notifications(
@@ -268,7 +268,7 @@ pub(crate) async fn insert_notifications(
                     format!(
                         "CASE WHEN (SELECT o.status FROM notifications o WHERE o.config_id = {} \
                          AND o.realm_id = {} AND o.test = 0 AND o.delayed_until IS NULL \
-                         ORDER BY o.seq DESC LIMIT 1) IN ('pending', 'retrying') THEN {BEHIND_RETRY} ELSE {} END",
+                         ORDER BY o.seq DESC LIMIT 1) IN ('pending', 'retrying') THEN {WAITING_BEHIND} ELSE {} END",
                         params.next(),
                         params.next(),
                         params.next()

@@ -3,7 +3,7 @@
 
 use super::leases::release_streams;
 use super::{due_index, Candidate, Claimable, DeliveryState, Tx};
-use crate::notifications::{BEHIND_RETRY, COLUMNS};
+use crate::notifications::{COLUMNS, WAITING_BEHIND};
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::{Ordering, Timestamp};
@@ -137,7 +137,7 @@ impl Store {
         let (due, lease_end): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
             "SELECT (SELECT next_attempt_at FROM notifications{hint} \
                      WHERE status IN ('pending', 'retrying') AND test = 0 AND next_attempt_at > $1 \
-                     AND next_attempt_at < {BEHIND_RETRY} ORDER BY next_attempt_at LIMIT 1), \
+                     AND next_attempt_at < {WAITING_BEHIND} ORDER BY next_attempt_at LIMIT 1), \
                     (SELECT lease_until FROM stream_leases WHERE lease_until > $1 \
                      ORDER BY lease_until LIMIT 1)"
         ))

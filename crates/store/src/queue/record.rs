@@ -7,7 +7,7 @@ use super::{
     decode_headers, encode_headers, lock_streams, move_parked, AttemptRecord, AttemptResult, Continuation,
     Decision, Direction, Parking, Tx,
 };
-use crate::notifications::{NotificationStatus, BEHIND_RETRY};
+use crate::notifications::{NotificationStatus, WAITING_BEHIND};
 use crate::signals::Signal;
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::{Backend, Store, StoreError};
@@ -281,7 +281,7 @@ async fn update_notifications(
 
 /// Under strict ordering the rest of a stream waits for its oldest notification: when
 /// that fails and will be retried, the stream's later pending notifications wait behind
-/// it ([`BEHIND_RETRY`], outside the queue's due part, so that the due part holds only
+/// it ([`WAITING_BEHIND`], outside the queue's due part, so that the due part holds only
 /// what can be sent). A notification is moved behind once, not again at each later retry
 /// of the same one: a stream of a million waiting behind an endpoint that is down costs
 /// a row per retry, not a million. Each delivery makes the next one waiting behind due
@@ -308,10 +308,10 @@ async fn move_streams(
     }
     for chunk in behind.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "UPDATE notifications SET next_attempt_at = {BEHIND_RETRY} FROM (VALUES {}) AS v \
+            "UPDATE notifications SET next_attempt_at = {WAITING_BEHIND} FROM (VALUES {}) AS v \
              WHERE notifications.config_id = v.column1 AND notifications.realm_id = v.column2 \
              AND notifications.seq > v.column3 AND notifications.status = 'pending' \
-             AND notifications.next_attempt_at <> {BEHIND_RETRY}",
+             AND notifications.next_attempt_at <> {WAITING_BEHIND}",
             Params::new(backend).rows(chunk.len(), 3)
         );
         let mut query = sqlx::query(&sql);
@@ -335,7 +335,7 @@ async fn move_streams(
         let keys: Vec<String> = next.iter().map(|_| params.next()).collect();
         let sql = format!(
             "UPDATE notifications SET next_attempt_at = {due} WHERE seq IN ({}) \
-             AND status = 'pending' AND next_attempt_at = {BEHIND_RETRY}",
+             AND status = 'pending' AND next_attempt_at = {WAITING_BEHIND}",
             keys.join(", ")
         );
         let mut query = sqlx::query(&sql).bind(now.millis());
