@@ -66,6 +66,19 @@ impl StoreError {
         }
     }
 
+    /// Whether the database rolled the transaction back because it conflicted with
+    /// another one (PostgreSQL: a deadlock, `40P01`, or a serialization failure,
+    /// `40001`): nothing of it was committed, and running it again is safe.
+    pub fn is_conflict_between_transactions(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40P01" | "40001"))
+            }
+            StoreError::Recording(inner) => inner.is_conflict_between_transactions(),
+            _ => false,
+        }
+    }
+
     /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `what`.
     pub(crate) fn unique_as_conflict(err: sqlx::Error, what: &str) -> StoreError {
         match &err {

@@ -12,12 +12,18 @@ use ledgerhook_domain::Timestamp;
 use sqlx::Row;
 use std::collections::HashMap;
 
+/// Each stream's next notification, by stream, as [`first_after`] found it.
+pub(super) type NextInStream = HashMap<(i64, String), i64>;
+
 /// For each result, its stream's next notification when it continues (see the module
-/// docs), with the stream's lease extended to the result's `continue_until`.
+/// docs), with the stream's lease extended to the result's `continue_until`. A strict
+/// stream's next notification is taken from `strict_next` (the recording transaction
+/// looked it up already, to make it due).
 pub(super) async fn take_continuations(
     tx: &mut Tx,
     backend: Backend,
     results: &[AttemptResult],
+    strict_next: &NextInStream,
     now: Timestamp,
 ) -> Result<Vec<Option<Continuation>>, sqlx::Error> {
     let mut out: Vec<Option<Continuation>> = results.iter().map(|_| None).collect();
@@ -39,22 +45,25 @@ pub(super) async fn take_continuations(
             .filter(|(_, r)| r.strict == strict)
             .collect();
         for chunk in ordered.chunks(ROWS_PER_STATEMENT) {
-            continue_streams(tx, backend, chunk, strict, now, &mut out).await?;
+            let known = strict.then_some(strict_next);
+            continue_streams(tx, backend, chunk, known, now, &mut out).await?;
         }
     }
     Ok(out)
 }
 
-/// [`take_continuations`] for `results` of streams of one ordering.
+/// [`take_continuations`] for `results` of streams of one ordering: strict when their
+/// next notifications are `known`.
 async fn continue_streams(
     tx: &mut Tx,
     backend: Backend,
     chunk: &[(usize, &AttemptResult)],
-    strict: bool,
+    known: Option<&NextInStream>,
     now: Timestamp,
     out: &mut [Option<Continuation>],
 ) -> Result<(), sqlx::Error> {
-    let mut found = next_in_streams(tx, backend, chunk, strict, now).await?;
+    let strict = known.is_some();
+    let mut found = next_in_streams(tx, backend, chunk, known, now).await?;
     let mut extended = Vec::new();
     for (index, result) in chunk {
         let config_id = result.config_id.unwrap_or_default();
@@ -85,19 +94,28 @@ async fn continue_streams(
 /// was claimed; an older one held back by an injected delay is meant to be overtaken).
 /// Best-effort: its first due one; an older one waiting for a retry that is due meanwhile
 /// is taken by the next claim round (the dispatcher releases a stream after
-/// `CONTINUE_AT_MOST` continuations).
+/// `CONTINUE_AT_MOST` continuations). Strict streams' first undelivered ones are `known`.
 async fn next_in_streams(
     tx: &mut Tx,
     backend: Backend,
     results: &[(usize, &AttemptResult)],
-    strict: bool,
+    known: Option<&NextInStream>,
     now: Timestamp,
 ) -> Result<HashMap<(i64, String), (String, DeliveryState)>, sqlx::Error> {
     let streams: Vec<(i64, &str, i64)> = results
         .iter()
         .map(|(_, r)| (r.config_id.unwrap_or_default(), r.realm_id.as_str(), r.seq))
         .collect();
-    let seqs = first_after(tx, backend, &streams, (!strict).then_some(now)).await?;
+    let seqs: Vec<i64> = match known {
+        Some(known) => streams
+            .iter()
+            .filter_map(|&(config_id, realm_id, _)| known.get(&(config_id, realm_id.to_owned())).copied())
+            .collect(),
+        None => first_after(tx, backend, &streams, Some(now))
+            .await?
+            .into_values()
+            .collect(),
+    };
     if seqs.is_empty() {
         return Ok(HashMap::new());
     }
@@ -135,15 +153,15 @@ async fn next_in_streams(
 /// `notifications_by_stream` from that point on (the stream's delivered history is never
 /// walked): with `due_at`, its first one due then (best-effort); without, its first
 /// undelivered one, due or not (strict: if that one is not due or held, the stream
-/// waits).
+/// waits). Answers them by stream.
 pub(super) async fn first_after(
     tx: &mut Tx,
     backend: Backend,
     streams: &[(i64, &str, i64)],
     due_at: Option<Timestamp>,
-) -> Result<Vec<i64>, sqlx::Error> {
+) -> Result<NextInStream, sqlx::Error> {
     if streams.is_empty() {
-        return Ok(Vec::new());
+        return Ok(HashMap::new());
     }
     let mut params = Params::new(backend);
     let firsts: Vec<String> = (0..streams.len())
@@ -158,7 +176,8 @@ pub(super) async fn first_after(
                 ),
             };
             format!(
-                "SELECT seq FROM (SELECT u.seq FROM notifications u WHERE u.config_id = {config} \
+                "SELECT seq, config_id, realm_id FROM (SELECT u.seq, u.config_id, u.realm_id \
+                 FROM notifications u WHERE u.config_id = {config} \
                  AND u.realm_id = {realm} AND {rest} ORDER BY u.seq LIMIT 1) AS first{i}"
             )
         })
@@ -175,7 +194,12 @@ pub(super) async fn first_after(
         .fetch_all(&mut **tx)
         .await?
         .iter()
-        .map(|row| row.try_get::<i64, _>(0))
+        .map(|row| {
+            Ok((
+                (row.try_get("config_id")?, row.try_get("realm_id")?),
+                row.try_get("seq")?,
+            ))
+        })
         .collect()
 }
 

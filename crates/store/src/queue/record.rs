@@ -2,7 +2,7 @@
 //! consequences (retries, streams moved, blacklisting, leases freed); reading a
 //! notification's attempts; recovering a configuration's notifications.
 
-use super::continuation::{first_after, take_continuations};
+use super::continuation::{first_after, take_continuations, NextInStream};
 use super::{
     decode_headers, encode_headers, lock_streams, move_parked, AttemptRecord, AttemptResult, Continuation,
     Decision, Direction, Parking, Tx,
@@ -14,6 +14,10 @@ use crate::{Backend, Store, StoreError};
 use ledgerhook_domain::Timestamp;
 use sqlx::Row;
 use std::collections::HashMap;
+
+/// How many times [`Store::record_round`] runs a round that the database rolled back
+/// because it conflicted with another transaction.
+const RECORD_TRIES: u32 = 5;
 
 impl Store {
     /// Records attempts and their consequences in one transaction, releasing the stream
@@ -44,7 +48,32 @@ impl Store {
     /// Answers, per result, its stream's next notification when the stream continues
     /// (see [`AttemptResult::continue_until`]); the caller must send it or release the
     /// stream.
+    ///
+    /// On PostgreSQL a concurrent change to the same rows in another order (deleting a
+    /// configuration or a connection while its attempts are recorded) can deadlock; the
+    /// database then rolls one transaction back. The round is run again, up to
+    /// `RECORD_TRIES` (5) times in all: the attempts were made, and losing their results
+    /// would send them again.
     pub async fn record_round(
+        &self,
+        parkings: &[Parking],
+        results: &[AttemptResult],
+        now: Timestamp,
+    ) -> Result<Vec<Option<Continuation>>, StoreError> {
+        let mut tries = 1;
+        loop {
+            match self.record_round_once(parkings, results, now).await {
+                Err(err) if err.is_conflict_between_transactions() && tries < RECORD_TRIES => {
+                    tracing::warn!(error = %err, tries, "recording attempts conflicted with another transaction; running it again");
+                    tries += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// One try of [`Store::record_round`].
+    async fn record_round_once(
         &self,
         parkings: &[Parking],
         results: &[AttemptResult],
@@ -72,13 +101,13 @@ impl Store {
             }
         }
         record_errors(&mut tx, backend, results).await?;
-        move_streams(&mut tx, backend, results, now).await?;
+        let strict_next = move_streams(&mut tx, backend, results, now).await?;
         for result in results {
             if let (Some(config_id), Decision::DropAndBlacklist) = (result.config_id, &result.decision) {
                 blacklist(&mut tx, config_id, now).await?;
             }
         }
-        let continuations = take_continuations(&mut tx, backend, results, now).await?;
+        let continuations = take_continuations(&mut tx, backend, results, &strict_next, now).await?;
         let mut freed = false;
         let leases: Vec<(&str, i64, &str)> = results
             .iter()
@@ -287,12 +316,15 @@ async fn update_notifications(
 /// a row per retry, not a million. Each delivery makes the next one waiting behind due
 /// (one row): the stream's continuation or the next claim round takes it, and the rest
 /// stay out of the due part, where a claim round would walk past every one of them.
+///
+/// Answers the next notification of each stream a delivery moved on (whether it was
+/// waiting behind or already due): the stream's continuation.
 async fn move_streams(
     tx: &mut Tx,
     backend: Backend,
     results: &[AttemptResult],
     now: Timestamp,
-) -> Result<(), sqlx::Error> {
+) -> Result<NextInStream, sqlx::Error> {
     let mut behind = Vec::new();
     let mut delivered = Vec::new();
     for result in results.iter().filter(|r| r.strict) {
@@ -325,8 +357,16 @@ async fn move_streams(
         .map(|&(config_id, realm_id, _)| (config_id, realm_id))
         .collect();
     lock_streams(tx, backend, &streams).await?;
+    let mut moved_on = NextInStream::new();
     for chunk in delivered.chunks(ROWS_PER_STATEMENT) {
-        let next = first_after(tx, backend, chunk, None).await?;
+        let next: Vec<i64> = first_after(tx, backend, chunk, None)
+            .await?
+            .into_iter()
+            .map(|(stream, seq)| {
+                moved_on.insert(stream, seq);
+                seq
+            })
+            .collect();
         if next.is_empty() {
             continue;
         }
@@ -344,7 +384,7 @@ async fn move_streams(
         }
         query.execute(&mut **tx).await?;
     }
-    Ok(())
+    Ok(moved_on)
 }
 
 /// Failed attempts' errors become their configurations' `last_error` (the latest of a

@@ -28,7 +28,7 @@ struct Fixture {
     realm_id: String,
     app_id: String,
     config: WebhookConfig,
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -99,7 +99,7 @@ async fn fixture(kind: Kind) -> Option<Fixture> {
         realm_id: realm.id,
         app_id: app.id,
         config,
-        _db: db,
+        db,
     })
 }
 
@@ -605,5 +605,51 @@ async fn a_strict_stream_behind_a_retry_is_released_one_at_a_time(kind: Kind) {
         f.claimable(at(61_000)).await.len(),
         1,
         "the one made behind the retry comes last"
+    );
+}
+
+/// On PostgreSQL, another transaction that changes the same rows in the other order (as
+/// deleting a configuration does while its attempts are recorded) deadlocks with the
+/// recording; the database rolls the recording back, and it runs again: the attempt is
+/// recorded once, not lost.
+#[tokio::test]
+async fn recording_runs_again_after_a_deadlock() {
+    use sqlx::Connection;
+    let Some(f) = fixture(Kind::Postgres).await else {
+        return;
+    };
+    f.ingest(&["1"], &policy(0), at(0)).await;
+    let head = f.claimable(at(10)).await.remove(0);
+    f.claim_one(&head, "node-a", at(10), at(5000)).await;
+    // The other transaction holds the configuration's row, which recording a failure
+    // updates (its last error) after the notification's row.
+    let mut other = sqlx::PgConnection::connect(&f.db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("UPDATE webhook_configs SET last_error = 'held' WHERE id = $1")
+        .bind(f.config.id)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let failed = f.result(&head, Decision::Retry(at(60_000)), "node-a", at(11));
+    let store = f.store.clone();
+    let recording = tokio::spawn(async move { store.record_round(&[], &[failed], at(12)).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Now it takes the notification's row: a cycle. The recording waited first, so its
+    // deadlock check runs first and rolls it back.
+    sqlx::query("UPDATE notifications SET attempt_count = attempt_count WHERE seq = $1")
+        .bind(head.seq)
+        .execute(&mut other)
+        .await
+        .expect("the other transaction is not the one rolled back");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    recording
+        .await
+        .unwrap()
+        .expect("the recording ran again after the deadlock");
+    let attempts = f.store.attempts(head.seq).await.unwrap();
+    assert_eq!(attempts.len(), 1, "recorded once");
+    assert_eq!(
+        f.status(head.seq).await,
+        (NotificationStatus::Retrying, Some(at(60_000)))
     );
 }
