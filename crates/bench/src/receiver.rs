@@ -4,7 +4,9 @@
 //! line (requests, events, event→delivery latency p50/p99 in ms; only requests answered
 //! `2xx` count), `reset` forgets what was seen, `answer N` answers status `N` from now on
 //! (an endpoint that is down: `answer 503`), `ok` prints `{"ok": n}`, the requests
-//! answered `2xx` since the reset (cheap to poll), end of input stops it.
+//! answered `2xx` since the reset (cheap to poll), end of input stops it. Requests to
+//! `/after/MS/…` (the slow endpoints of `deliver --slow`, answered after MS milliseconds)
+//! are not in the figures of `stats`: only counted, as `slow`.
 
 use ledgerhook_testkit::receiver::{self, Receiver};
 use serde_json::{json, Value};
@@ -49,9 +51,12 @@ fn stats(hook: &Receiver, skip: usize) -> Value {
         .as_micros() as i64;
     let now = Instant::now();
     let all = hook.requests();
-    let seen: Vec<_> = all[skip.min(all.len())..]
+    let since = &all[skip.min(all.len())..];
+    let is_slow = |path: &str| path.starts_with("/after/");
+    let slow = since.iter().filter(|r| is_slow(&r.path)).count();
+    let seen: Vec<_> = since
         .iter()
-        .filter(|r| (200..300).contains(&r.status))
+        .filter(|r| (200..300).contains(&r.status) && !is_slow(&r.path))
         .collect();
     let mut latencies = Vec::new();
     let mut timeline = Vec::new();
@@ -103,7 +108,7 @@ fn stats(hook: &Receiver, skip: usize) -> Value {
         })
         .collect();
     json!({"requests": seen.len(), "duplicates": seen.len() - distinct.len(), "events": events, "span_ms": span_ms,
-           "connections": hook.connections(),
+           "connections": hook.connections(), "slow": slow,
            "p50_ms": percentile(&latencies, 50), "p99_ms": percentile(&latencies, 99), "slowest": slowest})
 }
 

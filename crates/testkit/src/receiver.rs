@@ -1,8 +1,8 @@
 //! A webhook receiver for tests: a real HTTP or HTTPS server on 127.0.0.1 that records
 //! every request (headers, body, start and end) and answers as told — the answer can be
 //! changed mid-test. Fixed paths answer specially: `/slow` (1.5 s), `/redirect` (302),
-//! `/big` (5,000 bytes), `/status/N`. Also certificates made for it, and a black hole
-//! that accepts connections and never answers.
+//! `/big` (5,000 bytes), `/status/N`, `/after/MS/…` (`200` after MS milliseconds). Also
+//! certificates made for it, and a black hole that accepts connections and never answers.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -146,6 +146,11 @@ async fn answer(
             Some("https://127.0.0.1:1/elsewhere"),
         ),
         "/big" => (200, Duration::ZERO, "y".repeat(5000), None),
+        p if p.starts_with("/after/") => {
+            let millis = p["/after/".len()..].split('/').next().unwrap_or("");
+            let delay = Duration::from_millis(millis.parse().unwrap_or(0));
+            (200, delay, "late".to_owned(), None)
+        }
         p if p.starts_with("/status/") => {
             let code: u16 = p["/status/".len()..].parse().unwrap_or(500);
             (code, Duration::ZERO, format!("status {code}"), None)

@@ -6,8 +6,11 @@
 //!   fast as they go for `--duration`, then until everything is delivered;
 //! - latency: the same at a fixed `--rate` of events per second (`--runs` runs, medians);
 //! - isolation: `--dead N` endpoints that never answer beside the healthy one, latency
-//!   at `--rate` alone and then with them.
+//!   at `--rate` alone and then with them;
+//! - slow neighbours: `--slow N` endpoints answering after `--slow-after` seconds beside
+//!   the healthy one, receiving every event too; side by side with Svix (`--svix`).
 
+mod beside;
 mod isolation;
 mod measure;
 mod peer;
@@ -55,11 +58,22 @@ pub struct Args {
     /// Endpoints that never answer (isolation mode).
     #[arg(long, default_value_t = 0)]
     dead: usize,
+    /// Endpoints beside the healthy one, receiving every event too, that answer only
+    /// after `--slow-after` seconds (slow-neighbour mode; with `--svix` side by side).
+    #[arg(long, default_value_t = 0)]
+    slow: usize,
+    /// Seconds the `--slow` endpoints take to answer.
+    #[arg(long, default_value_t = 10.0)]
+    slow_after: f64,
     /// Fan-out: this many apps, each with its own endpoint on the one receiver host
     /// (`/hook/1`, `/hook/2`, …), all connected to the same realms; every event is
     /// delivered this many times.
     #[arg(long, default_value_t = 1)]
     endpoints: usize,
+    /// The `ordering` of the (first) app's configuration, `strict` or `best-effort`;
+    /// none: the configuration's default (best-effort for the legacy format).
+    #[arg(long)]
+    ordering: Option<String>,
     /// The `ledgerhook` binary.
     #[arg(long, default_value = "target/release/ledgerhook")]
     ledgerhook: PathBuf,
@@ -273,18 +287,18 @@ async fn connect(client: &reqwest::Client, base: &str, app_id: &str, realm: &str
     Ok(())
 }
 
-/// Another app subscribed to `url` and connected to the same `realms`.
+/// Another app subscribed to `url` and connected to the same `realms`; answers its id.
 async fn fan_out_to(
     client: &reqwest::Client,
     base: &str,
     url: &str,
     realms: &[String],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let app_id = subscribed_app(client, base, url, "Fan-out").await?;
     for realm in realms {
         connect(client, base, &app_id, realm).await?;
     }
-    Ok(())
+    Ok(app_id)
 }
 
 /// Sends single-event requests to `target` for `duration` (paced at `rate` when given);
@@ -365,6 +379,48 @@ pub(crate) async fn drain(receiver: &mut ReceiverProcess, events: u64) -> anyhow
     }
 }
 
+/// The slow-neighbour mode (`--slow`): Ledgerhook's healthy realms (the first 50), then
+/// the same against Svix when `--svix` is given; one report with both.
+async fn slow_neighbours(
+    args: &Args,
+    client: &reqwest::Client,
+    server: BenchServer,
+    receiver: &mut ReceiverProcess,
+    realms: &[String],
+) -> anyhow::Result<()> {
+    let healthy = &realms[..realms.len().min(50)];
+    let target = Target::Ledgerhook {
+        base: server.base.clone(),
+        realms: healthy.to_vec(),
+    };
+    let side = beside::Side::Ledgerhook {
+        client,
+        base: &server.base,
+        realms: healthy,
+    };
+    let label = format!("ledgerhook {}", args.backend.name());
+    let ours = beside::beside(args, client, &target, &side, receiver, &label).await?;
+    drop(server);
+    let theirs = match peer::run_sh(&args.svix)? {
+        Some(run_sh) => {
+            let svix = SvixServer::start(&run_sh, &receiver.ca).await?;
+            let app = svix.app_with_endpoints(&[receiver.hook()]).await?;
+            let target = Target::Svix {
+                base: svix.base.clone(),
+                token: svix.token.clone(),
+                app: app.clone(),
+            };
+            let side = beside::Side::Svix {
+                svix: &svix,
+                app: &app,
+            };
+            Some(beside::beside(args, client, &target, &side, receiver, "svix").await?)
+        }
+        None => None,
+    };
+    beside::report(args, ours, theirs)
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -381,7 +437,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.clients * 2)
         .build()?;
     let hook = receiver.hook();
-    let realms = subscribe(&client, &server.base, &hook, args.realms).await?;
+    let (app, realms) = subscribe_app(&client, &server.base, &hook, args.realms).await?;
+    if let Some(ordering) = &args.ordering {
+        call(
+            &client,
+            reqwest::Method::PUT,
+            format!("{}/api/v1/apps/{app}/webhooks/sandbox", server.base),
+            json!({"url": hook, "entities": "*", "ordering": ordering}),
+        )
+        .await?;
+    }
     for endpoint in 1..args.endpoints.max(1) {
         fan_out_to(&client, &server.base, &format!("{hook}/{endpoint}"), &realms).await?;
     }
@@ -393,6 +458,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     if args.dead > 0 {
         return isolation(&args, &client, &server, &mut receiver, &realms).await;
+    }
+    if args.slow > 0 {
+        return slow_neighbours(&args, &client, server, &mut receiver, &realms).await;
     }
     let target = Target::Ledgerhook {
         base: server.base.clone(),

@@ -111,34 +111,57 @@ impl SvixServer {
         }
     }
 
+    /// One call of Svix's API with its token; answers the JSON body of a success.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("svix {status}: {value}");
+        }
+        Ok(value)
+    }
+
     /// A new app with an endpoint for each of `urls`; answers the app's id.
     pub(crate) async fn app_with_endpoints(&self, urls: &[String]) -> anyhow::Result<String> {
-        let client = reqwest::Client::new();
-        let call = |path: String, body: Value| {
-            let request = client
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(&self.token)
-                .json(&body);
-            async move {
-                let response = request.send().await?;
-                let status = response.status();
-                let value: Value = response.json().await.unwrap_or(Value::Null);
-                if !status.is_success() {
-                    bail!("svix {status}: {value}");
-                }
-                Ok::<Value, anyhow::Error>(value)
-            }
-        };
-        let app = call("/api/v1/app/".to_owned(), json!({"name": "bench"})).await?;
-        let app_id = app["id"].as_str().context("svix app id")?.to_owned();
-        for url in urls {
-            call(
-                format!("/api/v1/app/{app_id}/endpoint/"),
-                json!({"url": url, "version": 1}),
+        let app = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/app/",
+                Some(json!({"name": "bench"})),
             )
             .await?;
+        let app_id = app["id"].as_str().context("svix app id")?.to_owned();
+        for url in urls {
+            self.add_endpoint(&app_id, url).await?;
         }
         Ok(app_id)
+    }
+
+    /// A new endpoint of `app` sending to `url`; answers its id.
+    pub(crate) async fn add_endpoint(&self, app: &str, url: &str) -> anyhow::Result<String> {
+        let body = json!({"url": url, "version": 1});
+        let endpoint = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/app/{app}/endpoint/"),
+                Some(body),
+            )
+            .await?;
+        Ok(endpoint["id"].as_str().context("svix endpoint id")?.to_owned())
+    }
+
+    /// Deletes an endpoint of `app`.
+    pub(crate) async fn delete_endpoint(&self, app: &str, endpoint: &str) -> anyhow::Result<()> {
+        let path = format!("/api/v1/app/{app}/endpoint/{endpoint}/");
+        self.call(reqwest::Method::DELETE, &path, None).await?;
+        Ok(())
     }
 }
 
