@@ -15,21 +15,22 @@
 //! attempt; `limits.rs` the per-endpoint limiter, `recorder.rs` the grouped recording of
 //! results and parkings, `signer.rs` the signing with its secrets cache.
 
+mod attempt;
 mod limits;
 mod recorder;
 mod signer;
 
-use crate::outbound::{Attempt, OutboundClient, OutboundRequest, Outcome};
+use crate::outbound::{Attempt, OutboundClient, OutboundRequest};
 use crate::retry::RetryPolicy;
 use crate::secrets::{SecretBox, SecretError};
 use crate::signature::{random_uuid, BadSecret};
 use ledgerhook_background::{Status, Step, WorkError, Worker};
 use ledgerhook_domain::{Ordering, Timestamp};
 use ledgerhook_store::notifications::Notification;
-use ledgerhook_store::queue::{Candidate, Continuation, Decision, DeliveryState, Parking};
+use ledgerhook_store::queue::Decision;
 use ledgerhook_store::{Store, StoreError};
 use limits::{EndpointLimits, Permits};
-use recorder::{attempt_result, Claim, Recorder};
+use recorder::{attempt_result, Recorder};
 use signer::Signer;
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,141 +173,6 @@ impl Dispatcher {
             .submit(attempt_result(notification, attempt, decision, None))
             .await?;
         Ok(())
-    }
-
-    /// One queued attempt: send, decide by the retry policy, record, wake the loop. When
-    /// the recording hands back the stream's next notification (a busy stream, see
-    /// `ledgerhook_store::queue::Continuation`), it is sent next, by this same task, as
-    /// long as its endpoint has room; otherwise the stream is released for a claim round.
-    async fn attempt(
-        self: Arc<Self>,
-        mut candidate: Candidate,
-        mut state: DeliveryState,
-        mut permits: Permits,
-        mut until: Timestamp,
-    ) {
-        for continued in 0.. {
-            let next = match self.attempt_inner(&candidate, state, permits, until).await {
-                Ok(Some(next)) => next,
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::error!(error = %err, notification = candidate.seq, "attempt failed to run; releasing its lease");
-                    self.release(&candidate).await;
-                    break;
-                }
-            };
-            candidate = next.candidate;
-            tracing::debug!(notification = candidate.seq, "the stream continues");
-            // At most so many in a row, then a claim round looks at the stream again (an
-            // older notification whose retry came due meanwhile goes first there).
-            let stopping =
-                self.stopping.load(std::sync::atomic::Ordering::SeqCst) || continued >= CONTINUE_AT_MOST;
-            let room = if stopping {
-                None
-            } else {
-                self.limits.permits(&candidate.url)
-            };
-            let Some(room) = room else {
-                self.release(&candidate).await;
-                break;
-            };
-            (state, permits, until) = (next.state, room, next.until);
-        }
-        self.options.wake.notify_one();
-    }
-
-    /// Gives up this process's lease of `candidate`'s stream.
-    async fn release(&self, candidate: &Candidate) {
-        let release =
-            self.options
-                .store
-                .release_stream(&self.owner, candidate.config_id, &candidate.realm_id);
-        if let Err(err) = release.await {
-            tracing::error!(error = %err, "releasing the lease failed; it expires on its own");
-        }
-    }
-
-    async fn attempt_inner(
-        &self,
-        candidate: &Candidate,
-        state: DeliveryState,
-        permits: Permits,
-        until: Timestamp,
-    ) -> Result<Option<Continuation>, SendError> {
-        let exchange = async {
-            let sending = permits.sending.clone().acquire_owned().await;
-            let attempt = self.send(&state.notification, &candidate.url).await;
-            // The request is over: the endpoint's permits are free while the result is
-            // recorded (the stream's lease keeps the realm's next notification back until then).
-            drop(sending);
-            drop(permits);
-            attempt
-        };
-        let (attempt, parked_until) = self.parking_while(candidate, until, exchange).await;
-        let attempt = attempt?;
-        let decision = if attempt.outcome == Outcome::Success {
-            Decision::Delivered
-        } else {
-            let failures = usize::try_from(state.notification.attempt_count + 1).unwrap_or(usize::MAX);
-            let first = state.first_attempt_at.unwrap_or(attempt.started_at);
-            self.options
-                .retry
-                .after_failure(failures, first, Timestamp::now(), self.options.time_scale)
-        };
-        tracing::debug!(node = %self.owner, notification = %state.notification.id, outcome = attempt.outcome.as_str(), ?decision, "attempt");
-        let claim = Claim {
-            owner: &self.owner,
-            strict: candidate.strict,
-            retried: state.notification.attempt_count > 0,
-            parked_until,
-            continue_until: Some(Timestamp(
-                Timestamp::now().millis() + self.lease().as_millis() as i64,
-            )),
-        };
-        let next = self
-            .recorder
-            .submit(attempt_result(
-                &state.notification,
-                &attempt,
-                &decision,
-                Some(claim),
-            ))
-            .await?;
-        Ok(next)
-    }
-
-    /// How long a claimed stream is leased: waiting for the in-flight limit takes one
-    /// attempt's time at most, then its own.
-    fn lease(&self) -> Duration {
-        self.options.delivery_timeout * 2 + LEASE_MARGIN
-    }
-
-    /// Runs `exchange`; while it lasts longer than [`PARK_AFTER`] (then twice as long each
-    /// time), parks the stream's due notifications until `until`. Answers the exchange's
-    /// outcome and the lease end if anything was parked.
-    async fn parking_while<T>(
-        &self,
-        candidate: &Candidate,
-        until: Timestamp,
-        exchange: impl std::future::Future<Output = T>,
-    ) -> (T, Option<Timestamp>) {
-        tokio::pin!(exchange);
-        let (mut wait, mut parked) = (PARK_AFTER, false);
-        loop {
-            tokio::select! {
-                outcome = &mut exchange => return (outcome, parked.then_some(until)),
-                _ = tokio::time::sleep(wait) => {
-                    let parking = Parking {
-                        config_id: candidate.config_id,
-                        realm_id: candidate.realm_id.clone(),
-                        from_seq: candidate.seq,
-                        until,
-                    };
-                    parked |= self.recorder.park(parking).await;
-                    wait *= 2;
-                }
-            }
-        }
     }
 
     /// Claims what is due and starts its attempts.

@@ -37,7 +37,14 @@ pub(super) struct Claim<'a> {
     pub(super) parked_until: Option<Timestamp>,
     /// Continue the stream if delivered, with its lease until then.
     pub(super) continue_until: Option<Timestamp>,
+    /// The stream's next notification is already being sent: keep the lease, do not
+    /// continue (see `AttemptResult::holds_stream`).
+    pub(super) holds_stream: bool,
 }
+
+/// A result handed over ahead ([`Recorder::submit_ahead`]): its commit, to wait for.
+pub(super) type Committing =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
 
 /// The stored result of `attempt`; `claim` is `None` for a manual send.
 pub(super) fn attempt_result(
@@ -66,6 +73,7 @@ pub(super) fn attempt_result(
         retried: claim.as_ref().is_some_and(|c| c.retried),
         parked_until: claim.as_ref().and_then(|c| c.parked_until),
         continue_until: claim.as_ref().and_then(|c| c.continue_until),
+        holds_stream: claim.as_ref().is_some_and(|c| c.holds_stream),
     }
 }
 
@@ -105,6 +113,25 @@ impl Recorder {
                 Ok(None)
             }
         }
+    }
+
+    /// Hands a result to the recorder without waiting for its commit; answers the commit
+    /// to wait for later (recorded alone at once if the recorder is gone).
+    pub(super) async fn submit_ahead(&self, result: AttemptResult) -> Committing {
+        let (reply, committed) = oneshot::channel();
+        let job = RecordJob::Result(Box::new(result.clone()), reply);
+        if self.jobs.send(job).await.is_err() {
+            let outcome = self.store.record_attempts(&[result], Timestamp::now()).await;
+            return Box::pin(std::future::ready(outcome));
+        }
+        let store = self.store.clone();
+        Box::pin(async move {
+            match committed.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(err)) => Err(StoreError::Recording(err)),
+                Err(_) => store.record_attempts(&[result], Timestamp::now()).await,
+            }
+        })
     }
 
     /// Hands a parking to the recorder; answers whether it was taken (it commits with

@@ -23,6 +23,7 @@ on_both_backends!(
     a_claim_round_says_when_its_limit_cut_it_short,
     a_timeout_counts_as_a_failure,
     one_attempt_in_flight_per_realm_while_realms_run_in_parallel,
+    a_busy_realm_is_sent_ahead_once_each_then_released,
     a_test_send_is_signed_and_listed,
     rotation_signs_with_both_secrets_during_the_grace_only,
     retention_removes_old_notifications,
@@ -510,6 +511,53 @@ async fn one_attempt_in_flight_per_realm_while_realms_run_in_parallel(kind: Kind
         overlapping_realms,
         "realms were delivered one after another, not in parallel"
     );
+}
+
+/// One busy realm under best-effort ordering: its queued notifications go out one after
+/// another without a commit between two (never two at once), each is delivered and
+/// recorded once, and the stream is released afterwards.
+async fn a_busy_realm_is_sent_ahead_once_each_then_released(kind: Kind) {
+    let pki = receiver::pki();
+    let Some((server, _dir)) = delivery_server(kind, &pki, |_| {}).await else {
+        return;
+    };
+    let hook = receiver::start(Some(pki.signed.clone())).await;
+    // Slow enough that the realm's notifications queue up behind the first.
+    hook.set(200, Duration::from_millis(30));
+    let (company, _) = subscribed(&server, &hook, json!({"ordering": "best-effort"})).await;
+    for i in 0..40 {
+        ingest_one(&server, &company.realm_id, &format!("{i}")).await;
+    }
+    let seen = hook.wait_for(40, Duration::from_secs(20)).await;
+    let mut ids: Vec<String> = seen.iter().map(|r| entity_ids(r)[0].clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((seen.len(), ids.len()), (40, 40), "each delivered once");
+    for (i, a) in seen.iter().enumerate() {
+        for b in &seen[i + 1..] {
+            assert!(
+                !(a.started < b.finished && b.started < a.finished),
+                "two requests of the realm overlapped"
+            );
+        }
+    }
+    // Every result was recorded: delivered after one attempt each.
+    let base = format!("/api/v1/apps/{}/notifications", company.app_id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let delivered = loop {
+        let (_, list) = server.get(&format!("{base}?status=delivered&limit=100")).await;
+        let data = list["data"].as_array().cloned().unwrap_or_default();
+        if data.len() == 40 || Instant::now() > deadline {
+            break data;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(delivered.len(), 40);
+    assert!(delivered.iter().all(|n| n["attempts"] == 1), "{delivered:?}");
+    // The stream was released: the next change goes out at once.
+    hook.set(200, Duration::ZERO);
+    ingest_one(&server, &company.realm_id, "after").await;
+    assert_eq!(hook.wait_for(41, Duration::from_secs(5)).await.len(), 41);
 }
 
 async fn a_test_send_is_signed_and_listed(kind: Kind) {

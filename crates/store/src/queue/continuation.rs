@@ -1,10 +1,14 @@
 //! Continuing a busy stream: when a claimed attempt is delivered, the transaction that
 //! records it also looks for the stream's next due notification after it (under strict
 //! ordering its next undelivered one, if that is due; under best-effort its next due one)
-//! and, if there is one, keeps the stream's lease for it instead of releasing it. The dispatcher sends it at once: no claim round, no second transaction
-//! per notification, for a realm whose changes queue up behind each other.
+//! and, if there is one, keeps the stream's lease for it instead of releasing it. The
+//! dispatcher sends it at once: no claim round, no second transaction per notification,
+//! for a realm whose changes queue up behind each other. Under best-effort ordering the
+//! stream's next few due notifications are handed over together
+//! ([`Continuation::then`]): the dispatcher sends each as soon as the one before it is
+//! delivered, and their results are committed in groups behind it.
 
-use super::{AttemptResult, Candidate, Continuation, Decision, DeliveryState, Tx};
+use super::{AttemptResult, Candidate, Continuation, Decision, DeliveryState, Tx, SEND_AHEAD};
 use crate::notifications::COLUMNS;
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::Backend;
@@ -36,6 +40,7 @@ pub(super) async fn take_continuations(
                 && r.config_id.is_some()
                 && r.parked_until.is_none()
                 && r.continue_until.is_some()
+                && !r.holds_stream
         })
         .collect();
     for strict in [true, false] {
@@ -67,9 +72,10 @@ async fn continue_streams(
     let mut extended = Vec::new();
     for (index, result) in chunk {
         let config_id = result.config_id.unwrap_or_default();
-        let Some((url, state)) = found.remove(&(config_id, result.realm_id.clone())) else {
+        let Some((url, mut states)) = found.remove(&(config_id, result.realm_id.clone())) else {
             continue;
         };
+        let state = states.remove(0);
         let until = result.continue_until.unwrap_or(now);
         let owner = result.owner.as_deref().unwrap_or_default();
         extended.push((owner, config_id, result.realm_id.as_str(), until));
@@ -82,6 +88,7 @@ async fn continue_streams(
                 strict,
             },
             state,
+            then: states,
             until,
         });
     }
@@ -94,14 +101,15 @@ async fn continue_streams(
 /// was claimed; an older one held back by an injected delay is meant to be overtaken).
 /// Best-effort: its first due one; an older one waiting for a retry that is due meanwhile
 /// is taken by the next claim round (the dispatcher releases a stream after
-/// `CONTINUE_AT_MOST` continuations). Strict streams' first undelivered ones are `known`.
+/// `CONTINUE_AT_MOST` continuations), and its first [`SEND_AHEAD`] due ones after that
+/// too, oldest first. Strict streams' first undelivered ones are `known`.
 async fn next_in_streams(
     tx: &mut Tx,
     backend: Backend,
     results: &[(usize, &AttemptResult)],
     known: Option<&NextInStream>,
     now: Timestamp,
-) -> Result<HashMap<(i64, String), (String, DeliveryState)>, sqlx::Error> {
+) -> Result<HashMap<(i64, String), (String, Vec<DeliveryState>)>, sqlx::Error> {
     let streams: Vec<(i64, &str, i64)> = results
         .iter()
         .map(|(_, r)| (r.config_id.unwrap_or_default(), r.realm_id.as_str(), r.seq))
@@ -111,9 +119,10 @@ async fn next_in_streams(
             .iter()
             .filter_map(|&(config_id, realm_id, _)| known.get(&(config_id, realm_id.to_owned())).copied())
             .collect(),
-        None => first_after(tx, backend, &streams, Some(now))
+        None => firsts_after(tx, backend, &streams, Some(now), 1 + SEND_AHEAD)
             .await?
-            .into_values()
+            .into_iter()
+            .map(|(_, seq)| seq)
             .collect(),
     };
     if seqs.is_empty() {
@@ -137,14 +146,21 @@ async fn next_in_streams(
     }
     query = query.bind(now.millis());
     let rows = query.fetch_all(&mut **tx).await?;
-    let mut found: HashMap<(i64, String), (String, DeliveryState)> = HashMap::new();
-    // One row per stream at most: each stream contributed its first `seq` only.
+    let mut found: HashMap<(i64, String), (String, Vec<DeliveryState>)> = HashMap::new();
     for row in rows {
         let state = DeliveryState::from_row(&row)?;
         if let Some(config_id) = state.notification.config_id {
             let key = (config_id, state.notification.realm_id.clone());
-            found.insert(key, (row.try_get("url")?, state));
+            let url: String = row.try_get("url")?;
+            found
+                .entry(key)
+                .or_insert_with(|| (url, Vec::new()))
+                .1
+                .push(state);
         }
+    }
+    for (_, states) in found.values_mut() {
+        states.sort_by_key(|s| s.notification.seq);
     }
     Ok(found)
 }
@@ -160,8 +176,22 @@ pub(super) async fn first_after(
     streams: &[(i64, &str, i64)],
     due_at: Option<Timestamp>,
 ) -> Result<NextInStream, sqlx::Error> {
+    Ok(firsts_after(tx, backend, streams, due_at, 1)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// [`first_after`], up to `per_stream` of each stream (oldest first), as (stream, seq).
+async fn firsts_after(
+    tx: &mut Tx,
+    backend: Backend,
+    streams: &[(i64, &str, i64)],
+    due_at: Option<Timestamp>,
+    per_stream: usize,
+) -> Result<Vec<((i64, String), i64)>, sqlx::Error> {
     if streams.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Vec::new());
     }
     let mut params = Params::new(backend);
     let firsts: Vec<String> = (0..streams.len())
@@ -169,16 +199,21 @@ pub(super) async fn first_after(
             let (config, realm, bound) = (params.next(), params.next(), params.next());
             let rest = match due_at {
                 None => format!("u.status IN ('pending', 'retrying', 'held') AND u.seq > {bound}"),
+                // Only the stream's index may serve this: the due-time and status tests
+                // are written so that no index on those columns applies. Otherwise
+                // PostgreSQL, whose statistics see few rows due (as after a large
+                // delivered history was analysed), took the due index and scanned every
+                // due notification of every stream for each lookup.
                 Some(_) => format!(
-                    "u.status IN ('pending', 'retrying') AND u.test = 0 AND u.seq > {bound} \
-                     AND u.next_attempt_at <= {}",
+                    "u.status || '' IN ('pending', 'retrying') AND u.test + 0 = 0 AND u.seq > {bound} \
+                     AND u.next_attempt_at + 0 <= {}",
                     params.next()
                 ),
             };
             format!(
                 "SELECT seq, config_id, realm_id FROM (SELECT u.seq, u.config_id, u.realm_id \
                  FROM notifications u WHERE u.config_id = {config} \
-                 AND u.realm_id = {realm} AND {rest} ORDER BY u.seq LIMIT 1) AS first{i}"
+                 AND u.realm_id = {realm} AND {rest} ORDER BY u.seq LIMIT {per_stream}) AS first{i}"
             )
         })
         .collect();

@@ -166,6 +166,10 @@ pub struct AttemptResult {
     /// due, keep the stream's lease until then and hand that notification back
     /// ([`Continuation`]) instead of releasing the stream.
     pub continue_until: Option<Timestamp>,
+    /// The attempt was made from a [`Continuation`]'s `then` and its holder is already
+    /// sending the stream's next notification: recording it neither releases the
+    /// stream's lease nor continues the stream.
+    pub holds_stream: bool,
 }
 
 /// A busy stream's next notification, taken in the transaction that recorded its
@@ -176,9 +180,19 @@ pub struct Continuation {
     pub candidate: Candidate,
     /// The notification to send.
     pub state: DeliveryState,
+    /// Under best-effort ordering, the stream's further due notifications after `state`,
+    /// oldest first (at most [`SEND_AHEAD`]): each may be sent as soon as the one before
+    /// it is delivered, before that result is committed (recorded with
+    /// [`AttemptResult::holds_stream`]). Empty under strict ordering, where a crash
+    /// between the two must not reorder the stream.
+    pub then: Vec<DeliveryState>,
     /// The lease's new end.
     pub until: Timestamp,
 }
+
+/// How many of a best-effort stream's due notifications a [`Continuation`] hands over
+/// beyond its first.
+pub const SEND_AHEAD: usize = 15;
 
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 

@@ -30,6 +30,7 @@ impl Store {
             .cloned()
             .map(|r| AttemptResult {
                 continue_until: None,
+                holds_stream: false,
                 ..r
             })
             .collect();
@@ -112,7 +113,7 @@ impl Store {
         let leases: Vec<(&str, i64, &str)> = results
             .iter()
             .zip(&continuations)
-            .filter(|(_, next)| next.is_none())
+            .filter(|(r, next)| next.is_none() && !r.holds_stream)
             .filter_map(|(r, _)| Some((r.owner.as_deref()?, r.config_id?, r.realm_id.as_str())))
             .collect();
         for chunk in leases.chunks(ROWS_PER_STATEMENT) {

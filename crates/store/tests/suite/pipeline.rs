@@ -20,6 +20,7 @@ on_both_backends!(
     a_delivered_stream_continues_with_its_next_due_notification,
     retention_purges_in_batches_and_keeps_undelivered_work,
     a_strict_stream_behind_a_retry_is_released_one_at_a_time,
+    a_best_effort_stream_hands_over_its_next_due_notifications,
 );
 
 /// A realm with one connected app whose sandbox configuration wants everything.
@@ -184,6 +185,7 @@ impl Fixture {
             retried: false,
             parked_until: None,
             continue_until: None,
+            holds_stream: false,
         }
     }
 }
@@ -445,6 +447,7 @@ async fn a_delivered_stream_continues_with_its_next_due_notification(kind: Kind)
     let next = next[0].clone().expect("the stream continues");
     assert!(next.candidate.seq > first.seq);
     assert_eq!(next.state.notification.seq, next.candidate.seq);
+    assert!(next.then.is_empty(), "a strict stream is never sent ahead");
     assert_eq!(next.until, at(9000));
     assert_eq!(f.status(first.seq).await.0, NotificationStatus::Delivered);
     assert!(
@@ -651,5 +654,60 @@ async fn recording_runs_again_after_a_deadlock() {
     assert_eq!(
         f.status(head.seq).await,
         (NotificationStatus::Retrying, Some(at(60_000)))
+    );
+}
+
+/// Under best-effort ordering a continuation hands over the stream's next due
+/// notifications too; results recorded while the next is already being sent keep the
+/// stream leased and do not continue it.
+async fn a_best_effort_stream_hands_over_its_next_due_notifications(kind: Kind) {
+    let Some(f) = fixture(kind).await else { return };
+    let policy = WindowPolicy {
+        default_ordering: Ordering::BestEffort,
+        ..policy(0)
+    };
+    for n in 0..5 {
+        f.ingest(&[&n.to_string()], &policy, at(n)).await;
+    }
+    let best_effort = |now| f.store.claimable(now, Ordering::BestEffort, 100);
+    let first = best_effort(at(10)).await.unwrap().candidates.remove(0);
+    f.claim_one(&first, "node-a", at(10), at(5000)).await;
+    let mut delivered = f.result(&first, Decision::Delivered, "node-a", at(11));
+    (delivered.strict, delivered.continue_until) = (false, Some(at(9000)));
+    let next = f.store.record_round(&[], &[delivered], at(12)).await.unwrap()[0]
+        .clone()
+        .expect("the stream continues");
+    let ahead: Vec<i64> = next.then.iter().map(|s| s.notification.seq).collect();
+    assert_eq!(ahead.len(), 3, "the rest of the stream, after the next one");
+    assert!(ahead.windows(2).all(|w| w[0] < w[1]) && ahead[0] > next.candidate.seq);
+
+    // The next one's result, recorded while the one after it is being sent.
+    let mut sent = f.result(&next.candidate, Decision::Delivered, "node-a", at(13));
+    (sent.strict, sent.holds_stream) = (false, true);
+    let none = f.store.record_round(&[], &[sent], at(14)).await.unwrap();
+    assert!(none[0].is_none(), "it does not continue the stream");
+    assert_eq!(
+        f.status(next.candidate.seq).await.0,
+        NotificationStatus::Delivered
+    );
+    assert!(
+        best_effort(at(8999)).await.unwrap().candidates.is_empty(),
+        "the stream stays leased"
+    );
+
+    // The last one sent ahead, asking to continue: the one after it comes back.
+    let third = Candidate {
+        seq: ahead[0],
+        ..next.candidate.clone()
+    };
+    let mut last = f.result(&third, Decision::Delivered, "node-a", at(15));
+    (last.strict, last.continue_until) = (false, Some(at(9500)));
+    let after = f.store.record_round(&[], &[last], at(16)).await.unwrap()[0]
+        .clone()
+        .expect("the stream continues after the ones sent ahead");
+    assert_eq!(after.candidate.seq, ahead[1]);
+    assert_eq!(
+        after.then.iter().map(|s| s.notification.seq).collect::<Vec<_>>(),
+        vec![ahead[2]]
     );
 }
