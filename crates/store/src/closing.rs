@@ -109,10 +109,10 @@ impl Store {
         for (key, config, remaining) in reopened {
             reopen(&mut tx, key, config, remaining, policy, now).await?;
         }
-        if made.iter().any(|m| !m.held) {
-            self.announcer().announce(&mut tx, Signal::Notifications).await?;
-        }
         tx.commit().await?;
+        if made.iter().any(|m| !m.held) {
+            self.announce(Signal::Notifications);
+        }
         Ok(Closed {
             windows: keys.len(),
             notifications: made.len(),

@@ -174,8 +174,8 @@ impl Store {
         if input.ordering != Some(Ordering::Strict) {
             release_waiting(&mut tx, self.backend(), stored.id, now).await?;
         }
-        self.announcer().announce(&mut tx, Signal::Notifications).await?;
         tx.commit().await?;
+        self.announce(Signal::Notifications);
         Ok(stored)
     }
 
@@ -256,11 +256,14 @@ impl Store {
             return Ok(None);
         }
         let stored = config_in(&mut tx, app_id, env).await?;
-        if state == ConfigState::Active {
+        let active = state == ConfigState::Active;
+        if active {
             release_held(&mut tx, stored.id, now).await?;
-            self.announcer().announce(&mut tx, Signal::Notifications).await?;
         }
         tx.commit().await?;
+        if active {
+            self.announce(Signal::Notifications);
+        }
         Ok(Some(stored))
     }
 }

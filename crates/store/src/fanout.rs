@@ -11,7 +11,6 @@
 use crate::configs::config_of;
 use crate::model::WebhookConfig;
 use crate::notifications::{insert_notifications, Made};
-use crate::signals::{Announcer, Signal};
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::windows::{order_and_dedupe, ClosingWindow, Render, WindowPolicy};
 use crate::Backend;
@@ -50,10 +49,10 @@ struct Delivery<'a> {
 }
 
 /// Fans `events` out, makes the immediate notifications, and opens or advances the
-/// windows of the rest; announces both kinds of work to other nodes.
+/// windows of the rest; answers what it did, for the caller to announce once committed.
 pub(crate) async fn fan_out(
     tx: &mut Tx,
-    announcer: Announcer<'_>,
+    backend: Backend,
     events: &[StoredEvent],
     policy: &WindowPolicy,
     render: Render,
@@ -62,7 +61,6 @@ pub(crate) async fn fan_out(
     if events.is_empty() {
         return Ok(FanOut::default());
     }
-    let backend = announcer.backend();
     let (subscribers, configs) = subscribers(tx, backend, events).await?;
     let mut deliveries: Vec<Delivery<'_>> = Vec::new();
     for stored in events {
@@ -100,7 +98,6 @@ pub(crate) async fn fan_out(
     let mut done = FanOut::default();
     if !queued.is_empty() {
         queue_in_windows(tx, backend, &queued, policy, now).await?;
-        announcer.announce(tx, Signal::Windows).await?;
         done.windows_touched = true;
     }
     if !immediate.is_empty() {
@@ -108,9 +105,6 @@ pub(crate) async fn fan_out(
         let made = render_groups(&groups, &configs, policy, render);
         insert_notifications(tx, backend, &made, now).await?;
         done.notifications_made = made.iter().filter(|m| !m.held).count();
-        if done.notifications_made > 0 {
-            announcer.announce(tx, Signal::Notifications).await?;
-        }
     }
     Ok(done)
 }

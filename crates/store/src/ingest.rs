@@ -6,6 +6,7 @@
 //! older than the state's. Every change is recorded as a change event either way.
 
 use crate::fanout::{fan_out, FanOut, StoredEvent};
+use crate::signals::Signal;
 use crate::sql::{Params, ROWS_PER_STATEMENT};
 use crate::windows::event_row;
 use crate::windows::{Render, WindowPolicy};
@@ -146,8 +147,14 @@ impl Store {
         }
         let stored = insert_events(self.backend(), &mut tx, &accepted, now).await?;
         apply_states(self.backend(), &mut tx, &accepted).await?;
-        let fanned = fan_out(&mut tx, self.announcer(), &stored, policy, render, now).await?;
+        let fanned = fan_out(&mut tx, self.backend(), &stored, policy, render, now).await?;
         tx.commit().await?;
+        if fanned.windows_touched {
+            self.announce(Signal::Windows);
+        }
+        if fanned.notifications_made > 0 {
+            self.announce(Signal::Notifications);
+        }
         Ok((outcomes, fanned))
     }
 }

@@ -59,6 +59,8 @@ struct Inner {
     url: String,
     /// The tag on this store's announcements (see `signals`).
     origin: String,
+    /// Announcements waiting to be sent (PostgreSQL; see `signals`).
+    outbox: Arc<signals::Outbox>,
 }
 
 impl Store {

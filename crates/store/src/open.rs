@@ -149,6 +149,7 @@ async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Store, Store
         _lock: Some(lock),
         url: options.url.as_str().to_owned(),
         origin: crate::signals::new_origin(),
+        outbox: Arc::default(),
     });
     tokio::spawn(checkpoint_loop(Arc::downgrade(&inner), checkpointer));
     Ok(Store { inner })
@@ -261,16 +262,18 @@ async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Store, Store
         })
         .connect(&with_statement_cache(url))
         .await?;
-    Ok(Store {
-        inner: Arc::new(Inner {
-            backend: crate::Backend::Postgres,
-            write: pool.clone(),
-            read: pool,
-            _lock: None,
-            url: url.to_owned(),
-            origin: crate::signals::new_origin(),
-        }),
-    })
+    let outbox: Arc<crate::signals::Outbox> = Arc::default();
+    let inner = Arc::new(Inner {
+        backend: crate::Backend::Postgres,
+        write: pool.clone(),
+        read: pool,
+        _lock: None,
+        url: url.to_owned(),
+        origin: crate::signals::new_origin(),
+        outbox: outbox.clone(),
+    });
+    tokio::spawn(crate::signals::send_signals(Arc::downgrade(&inner), outbox));
+    Ok(Store { inner })
 }
 
 #[cfg(test)]

@@ -1,13 +1,19 @@
 //! Wake-ups across nodes. In one process the aggregator and dispatcher are woken through
-//! in-process `Notify`s; on PostgreSQL, transactions that create work also `NOTIFY`
-//! (delivered at commit) so that every node's tasks wake, and each node listens. A lost
-//! notification (a listener reconnecting) costs at most one safety sweep.
+//! in-process `Notify`s; on PostgreSQL, a transaction that creates work posts a signal
+//! once it has committed, a task of the store sends it with `NOTIFY` so that every node's
+//! tasks wake, and each node listens. A lost notification (a listener reconnecting, a
+//! crash between a commit and its signal) costs at most one safety sweep.
+//!
+//! The signal is not sent inside the transaction that creates the work: PostgreSQL holds
+//! a database-wide lock from the start of such a transaction's commit to its end (the WAL
+//! flush included), so transactions that announced committed one at a time. At
+//! saturation most of the pipeline's commits waited on that lock. Sent after the commit,
+//! in a statement of its own, signals posted meanwhile are sent once.
 
-use crate::{Backend, Store};
-use sqlx::{Any, Transaction};
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::{Backend, Inner, Store};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering as AtomicOrdering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Notify};
 
 const CHANNEL: &str = "ledgerhook_work";
@@ -30,35 +36,44 @@ impl Signal {
     }
 }
 
-/// Announces signals for one store. On PostgreSQL each carries the store's origin tag:
-/// its own listener skips them, because the process that made the work wakes its own
-/// tasks directly (an echo would only cost each of them one more round).
-#[derive(Clone, Copy)]
-pub(crate) struct Announcer<'a> {
-    backend: Backend,
-    origin: &'a str,
+impl Signal {
+    fn bit(self) -> u8 {
+        match self {
+            Signal::Windows => 1,
+            Signal::Notifications => 2,
+        }
+    }
 }
 
-impl Announcer<'_> {
-    /// The backend the announcements go to.
-    pub(crate) fn backend(&self) -> Backend {
-        self.backend
-    }
+/// Signals posted after their transactions committed, waiting for the sending task.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    pending: AtomicU8,
+    posted: Notify,
+}
 
-    /// Announces `signal` to every other store when `tx` commits (PostgreSQL only).
-    pub(crate) async fn announce(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        signal: Signal,
-    ) -> Result<(), sqlx::Error> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
+/// Sends what is posted to `outbox` as `NOTIFY`s tagged with the store's origin (its
+/// own listener skips them: the process that made the work wakes its own tasks
+/// directly), until the store is gone.
+pub(crate) async fn send_signals(store: Weak<Inner>, outbox: Arc<Outbox>) {
+    loop {
+        // Woken by a post; each second, also to see whether the store is still there.
+        let _ = tokio::time::timeout(Duration::from_secs(1), outbox.posted.notified()).await;
+        let Some(inner) = store.upgrade() else { return };
+        let pending = outbox.pending.swap(0, AtomicOrdering::SeqCst);
+        for signal in [Signal::Windows, Signal::Notifications] {
+            if pending & signal.bit() == 0 {
+                continue;
+            }
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
-                .bind(format!("{} {}", signal.payload(), self.origin))
-                .execute(&mut **tx)
-                .await?;
+                .bind(format!("{} {}", signal.payload(), inner.origin))
+                .execute(&inner.write)
+                .await;
+            if let Err(err) = sent {
+                tracing::warn!(error = %err, "announcing work to other nodes failed; their next sweep finds it");
+            }
         }
-        Ok(())
     }
 }
 
@@ -77,11 +92,13 @@ pub(crate) fn new_origin() -> String {
 }
 
 impl Store {
-    /// This store's announcer.
-    pub(crate) fn announcer(&self) -> Announcer<'_> {
-        Announcer {
-            backend: self.backend(),
-            origin: &self.inner.origin,
+    /// Announces `signal` to every other node (PostgreSQL only). Call it after the
+    /// transaction that made the work has committed: the node woken must see it.
+    pub(crate) fn announce(&self, signal: Signal) {
+        if self.backend() == Backend::Postgres {
+            let outbox = &self.inner.outbox;
+            outbox.pending.fetch_or(signal.bit(), AtomicOrdering::SeqCst);
+            outbox.posted.notify_one();
         }
     }
 

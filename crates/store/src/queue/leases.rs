@@ -65,11 +65,11 @@ impl Store {
             Direction::Unpark,
         )
         .await?;
+        tx.commit().await?;
         if !released.is_empty() {
             // Streams are free again: other nodes may have their next notifications.
-            self.announcer().announce(&mut tx, Signal::Notifications).await?;
+            self.announce(Signal::Notifications);
         }
-        tx.commit().await?;
         Ok(())
     }
 

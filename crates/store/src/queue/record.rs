@@ -134,11 +134,11 @@ impl Store {
             query.execute(&mut *tx).await?;
             freed = true;
         }
+        tx.commit().await?;
         if freed {
             // Streams are free again: other nodes may have their next notifications.
-            self.announcer().announce(&mut tx, Signal::Notifications).await?;
+            self.announce(Signal::Notifications);
         }
-        tx.commit().await?;
         Ok(continuations)
     }
 
@@ -183,8 +183,8 @@ impl Store {
         .bind(since.millis())
         .execute(&mut *tx)
         .await?;
-        self.announcer().announce(&mut tx, Signal::Notifications).await?;
         tx.commit().await?;
+        self.announce(Signal::Notifications);
         Ok(result.rows_affected())
     }
 }
