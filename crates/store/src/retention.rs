@@ -5,11 +5,16 @@ use crate::{Store, StoreError};
 use ledgerhook_domain::{ConfigState, Timestamp};
 
 /// Rows removed per transaction by [`Store::purge`].
-pub const PURGE_BATCH: i64 = 500;
+pub const PURGE_BATCH: i64 = 200;
 
-/// The pause between two of the purge's transactions, in which ingestion and delivery
-/// have the writer: retention is never urgent.
+/// The shortest pause between two of the purge's transactions, in which ingestion and
+/// delivery have the writer: retention is never urgent.
 const PURGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Each pause lasts at least this many times the transaction before it: the purge holds
+/// the writer at most a quarter of the time, however slow its deletes are (a batch's
+/// cost grows with the indexes it deletes from and with the disk).
+const PURGE_YIELD: u32 = 3;
 
 impl Store {
     /// Makes configurations blacklisted since before `cutoff` inactive; answers how many.
@@ -35,9 +40,10 @@ impl Store {
     }
 
     /// [`Store::purge`] with `batch` rows per transaction. A short transaction holds the
-    /// writer (SQLite's only one) for milliseconds, so ingestion and delivery go on
-    /// between two batches however much there is to remove; a purge of 10⁶ rows in one
-    /// transaction held it for seconds.
+    /// writer (SQLite's only one) for milliseconds, and the pause after it is at least
+    /// three times as long, so ingestion and delivery go on between two batches however
+    /// much there is to remove; a purge of 10⁶ rows in one transaction held it for
+    /// seconds.
     pub async fn purge_in_batches(
         &self,
         cutoff: Timestamp,
@@ -59,6 +65,7 @@ impl Store {
         let mut removed = 0;
         for (sql, before) in statements {
             loop {
+                let started = std::time::Instant::now();
                 let deleted = sqlx::query(sql)
                     .bind(before)
                     .bind(batch)
@@ -69,8 +76,9 @@ impl Store {
                 if deleted < batch as u64 {
                     break;
                 }
-                // Let whatever waits for the writer have it first.
-                tokio::time::sleep(PURGE_PAUSE).await;
+                // Let whatever waits for the writer have it first, and for longer than
+                // the purge had it.
+                tokio::time::sleep(PURGE_PAUSE.max(started.elapsed() * PURGE_YIELD)).await;
             }
         }
         Ok(removed)
