@@ -11,6 +11,48 @@
 
 use super::*;
 
+/// The slow-neighbour mode (`--slow`): Ledgerhook's healthy realms (the first 50), then
+/// the same against Svix when `--svix` is given; one report with both.
+pub(super) async fn slow_neighbours(
+    args: &Args,
+    client: &reqwest::Client,
+    server: BenchServer,
+    receiver: &mut ReceiverProcess,
+    realms: &[String],
+) -> anyhow::Result<()> {
+    let healthy = &realms[..realms.len().min(50)];
+    let target = Target::Ledgerhook {
+        base: server.base.clone(),
+        realms: healthy.to_vec(),
+    };
+    let side = Side::Ledgerhook {
+        client,
+        base: &server.base,
+        realms: healthy,
+    };
+    let label = format!("ledgerhook {}", args.backend.name());
+    let ours = beside(args, client, &target, &side, receiver, &label).await?;
+    drop(server);
+    let theirs = match peer::run_sh(&args.svix)? {
+        Some(run_sh) => {
+            let svix = SvixServer::start(&run_sh, &receiver.ca).await?;
+            let app = svix.app_with_endpoints(&[receiver.hook()]).await?;
+            let target = Target::Svix {
+                base: svix.base.clone(),
+                token: svix.token.clone(),
+                app: app.clone(),
+            };
+            let side = Side::Svix {
+                svix: &svix,
+                app: &app,
+            };
+            Some(beside(args, client, &target, &side, receiver, "svix").await?)
+        }
+        None => None,
+    };
+    report(args, ours, theirs)
+}
+
 /// Where the slow endpoints are added and removed.
 pub(super) enum Side<'a> {
     /// Another app per endpoint, connected to `realms`.

@@ -379,48 +379,6 @@ pub(crate) async fn drain(receiver: &mut ReceiverProcess, events: u64) -> anyhow
     }
 }
 
-/// The slow-neighbour mode (`--slow`): Ledgerhook's healthy realms (the first 50), then
-/// the same against Svix when `--svix` is given; one report with both.
-async fn slow_neighbours(
-    args: &Args,
-    client: &reqwest::Client,
-    server: BenchServer,
-    receiver: &mut ReceiverProcess,
-    realms: &[String],
-) -> anyhow::Result<()> {
-    let healthy = &realms[..realms.len().min(50)];
-    let target = Target::Ledgerhook {
-        base: server.base.clone(),
-        realms: healthy.to_vec(),
-    };
-    let side = beside::Side::Ledgerhook {
-        client,
-        base: &server.base,
-        realms: healthy,
-    };
-    let label = format!("ledgerhook {}", args.backend.name());
-    let ours = beside::beside(args, client, &target, &side, receiver, &label).await?;
-    drop(server);
-    let theirs = match peer::run_sh(&args.svix)? {
-        Some(run_sh) => {
-            let svix = SvixServer::start(&run_sh, &receiver.ca).await?;
-            let app = svix.app_with_endpoints(&[receiver.hook()]).await?;
-            let target = Target::Svix {
-                base: svix.base.clone(),
-                token: svix.token.clone(),
-                app: app.clone(),
-            };
-            let side = beside::Side::Svix {
-                svix: &svix,
-                app: &app,
-            };
-            Some(beside::beside(args, client, &target, &side, receiver, "svix").await?)
-        }
-        None => None,
-    };
-    beside::report(args, ours, theirs)
-}
-
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -460,7 +418,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return isolation(&args, &client, &server, &mut receiver, &realms).await;
     }
     if args.slow > 0 {
-        return slow_neighbours(&args, &client, server, &mut receiver, &realms).await;
+        return beside::slow_neighbours(&args, &client, server, &mut receiver, &realms).await;
     }
     let target = Target::Ledgerhook {
         base: server.base.clone(),
