@@ -192,7 +192,7 @@ pub struct Continuation {
 
 /// How many of a best-effort stream's due notifications a [`Continuation`] hands over
 /// beyond its first.
-pub const SEND_AHEAD: usize = 15;
+pub const SEND_AHEAD: usize = 63;
 
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
