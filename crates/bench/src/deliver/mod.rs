@@ -52,6 +52,10 @@ pub struct Args {
     /// Events per second (latency and isolation modes); none: as fast as possible.
     #[arg(long)]
     rate: Option<f64>,
+    /// Events per ingestion request, each a different entity of the request's realm (with
+    /// a window they are gathered into fewer notifications than events).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    batch: u64,
     /// Runs of the latency mode; medians are reported.
     #[arg(long, default_value_t = 1)]
     runs: usize,
@@ -322,11 +326,25 @@ pub(crate) async fn load_counted(
     duration: f64,
     rate: Option<f64>,
 ) -> (u64, u64) {
+    load_batches(client, target, clients, duration, rate, 1).await
+}
+
+/// [`load_counted`] with `batch` events per request (different entities of one realm),
+/// `rate` still in events per second; answers the events acknowledged and the requests
+/// refused or unanswered.
+pub(crate) async fn load_batches(
+    client: &reqwest::Client,
+    target: &Target,
+    clients: usize,
+    duration: f64,
+    rate: Option<f64>,
+    batch: u64,
+) -> (u64, u64) {
     let acknowledged = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(duration);
-    let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
+    let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 * batch as f64 / r));
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (client, target, acknowledged) = (client.clone(), target.clone(), acknowledged.clone());
@@ -347,12 +365,17 @@ pub(crate) async fn load_counted(
                 let sent = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
-                let events = json!([{"name": "Customer", "id": format!("{c}-{n}-{}", sent.as_micros()), "operation": "Update",
-                                     "lastUpdated": Timestamp(sent.as_millis() as i64).to_rfc3339()}]);
-                let request = target.request(&client, c, n, clients, &events);
+                let last_updated = Timestamp(sent.as_millis() as i64).to_rfc3339();
+                let events: Vec<Value> = (0..batch)
+                    .map(|i| {
+                        json!({"name": "Customer", "id": format!("{c}-{n}-{i}-{}", sent.as_micros()),
+                                    "operation": "Update", "lastUpdated": last_updated})
+                    })
+                    .collect();
+                let request = target.request(&client, c, n, clients, &Value::Array(events));
                 n += 1;
                 match request.send().await {
-                    Ok(r) if r.status().is_success() => acknowledged.fetch_add(1, Ordering::Relaxed),
+                    Ok(r) if r.status().is_success() => acknowledged.fetch_add(batch, Ordering::Relaxed),
                     _ => refused.fetch_add(1, Ordering::Relaxed),
                 };
             }
@@ -386,6 +409,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.batch > 1 && (args.dead > 0 || args.slow > 0) {
+        bail!("--batch applies to the throughput and latency modes, not with --dead or --slow");
+    }
     let mut receiver = ReceiverProcess::start()?;
     let capacity = raw_capacity(&receiver).await?;
     receiver.command("reset")?;
