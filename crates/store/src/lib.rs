@@ -49,7 +49,8 @@ pub struct Store {
 struct Inner {
     backend: Backend,
     /// Pool for statements that write. On SQLite it has one connection, because SQLite
-    /// has one writer at a time and queueing in the pool is cheaper than `SQLITE_BUSY`.
+    /// has one writer at a time and queueing in the pool is cheaper than `SQLITE_BUSY`;
+    /// on PostgreSQL a few, so that writes never wait behind reads.
     write: AnyPool,
     /// Pool for reads. On SQLite (WAL) readers run beside the writer.
     read: AnyPool,

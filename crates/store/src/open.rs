@@ -49,7 +49,8 @@ pub struct StoreOptions {
     pub url: DatabaseUrl,
     /// Durability of SQLite commits (ignored on PostgreSQL).
     pub sqlite_synchronous: SqliteSynchronous,
-    /// Largest number of connections in the PostgreSQL pool (and SQLite's read pool).
+    /// Largest number of connections in the read pool (PostgreSQL's has at most this
+    /// many, SQLite's at most 8); PostgreSQL's write pool has 6 more.
     pub max_connections: u32,
 }
 
@@ -250,23 +251,36 @@ fn with_statement_cache(url: &str) -> String {
     format!("{url}{separator}statement-cache-capacity={STATEMENT_CACHE}")
 }
 
+/// Connections of PostgreSQL's write pool. Its users are few (the ingestion writers, the
+/// claim loop, the recorder, the aggregator and the janitor's rounds), so a handful
+/// suffice; the reads have a pool of their own.
+const POSTGRES_WRITE_CONNECTIONS: u32 = 6;
+
 async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
-    let pool = AnyPoolOptions::new()
-        .max_connections(options.max_connections.max(2))
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                conn.execute("SET synchronous_commit = on").await?;
-                Ok(())
+    let url = with_statement_cache(url);
+    let pool = |max: u32| {
+        AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET synchronous_commit = on").await?;
+                    Ok(())
+                })
             })
-        })
-        .connect(&with_statement_cache(url))
-        .await?;
+            .connect(&url)
+    };
+    // Two pools, as on SQLite: statements that write never queue behind reads. With one
+    // pool, hundreds of attempts reading their app's secrets at once held every
+    // connection past the acquire timeout, and recording rounds failed (their attempts
+    // were then made again).
+    let write = pool(POSTGRES_WRITE_CONNECTIONS).await?;
+    let read = pool(options.max_connections.max(2)).await?;
     let outbox: Arc<crate::signals::Outbox> = Arc::default();
     let inner = Arc::new(Inner {
         backend: crate::Backend::Postgres,
-        write: pool.clone(),
-        read: pool,
+        write,
+        read,
         _lock: None,
         url: url.to_owned(),
         origin: crate::signals::new_origin(),
@@ -279,6 +293,37 @@ async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Store, Store
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ledgerhook_testkit::{Kind, TestDatabase};
+    use std::time::Instant;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_writes_do_not_wait_behind_reads() {
+        let Some(db) = TestDatabase::new(Kind::Postgres).await else {
+            return;
+        };
+        let options = StoreOptions::new(db.url.parse().expect("test database URL"));
+        let store = Store::open(&options).await.expect("open store");
+        // Every read connection taken, as by a crowd of attempts reading secrets.
+        let mut held = Vec::new();
+        for _ in 0..options.max_connections {
+            held.push(store.reader().acquire().await.expect("read connection"));
+        }
+        let started = Instant::now();
+        store
+            .set_meta("written", "while every read connection was taken")
+            .await
+            .expect("the write gets a connection of its own");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+        drop(held);
+        assert_eq!(
+            store.meta("written").await.unwrap().as_deref(),
+            Some("while every read connection was taken")
+        );
+    }
 
     #[test]
     fn sets_the_statement_cache_unless_the_url_does() {
