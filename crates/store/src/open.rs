@@ -257,7 +257,7 @@ fn with_statement_cache(url: &str) -> String {
 const POSTGRES_WRITE_CONNECTIONS: u32 = 6;
 
 async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
-    let url = with_statement_cache(url);
+    let pooled_url = with_statement_cache(url);
     let pool = |max: u32| {
         AnyPoolOptions::new()
             .max_connections(max)
@@ -268,7 +268,7 @@ async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Store, Store
                     Ok(())
                 })
             })
-            .connect(&url)
+            .connect(&pooled_url)
     };
     // Two pools, as on SQLite: statements that write never queue behind reads. With one
     // pool, hundreds of attempts reading their app's secrets at once held every
