@@ -2,6 +2,12 @@
 //! and parkings in groups — every job waiting at that moment in one transaction
 //! (parkings first: a stream's result always follows its parking). A result's sender
 //! waits for the commit; the group's error is shared with every sender.
+//!
+//! A group made only of results handed over ahead (a busy stream's, whose sender goes on
+//! sending and waits for their commits later) lingers up to [`LINGER`] for more jobs, so
+//! that a stream sent ahead costs a commit per few deliveries rather than one each: the
+//! next result arrives about one request later, sooner than a commit takes. Any other job
+//! ends the linger at once.
 
 use crate::outbound::Attempt;
 use ledgerhook_domain::Timestamp;
@@ -18,6 +24,11 @@ type Recorded = Result<Option<Continuation>, Arc<StoreError>>;
 
 /// Jobs taken into one transaction at most.
 const GROUP: usize = 256;
+
+/// How long a group of results handed over ahead waits for more jobs before it is
+/// committed. Nobody waits for such a group at once, and a crash in the meantime only
+/// means its deliveries are made again (as for any attempt not yet recorded).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What the recorder writes: a result (its sender waits for the commit) or a parking.
 enum RecordJob {
@@ -141,15 +152,38 @@ impl Recorder {
     }
 }
 
-async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
-    while let Some(first) = jobs.recv().await {
-        let mut group = vec![first];
-        while group.len() < GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+impl RecordJob {
+    /// A result handed over ahead: its sender does not wait for its commit now.
+    fn ahead(&self) -> bool {
+        matches!(self, RecordJob::Result(result, _) if result.holds_stream)
+    }
+}
+
+/// The next group: every job waiting now (at most [`GROUP`]), and while they are all
+/// results handed over ahead, what arrives within [`LINGER`]. `None` once every sender
+/// is gone.
+async fn next_group(jobs: &mut mpsc::Receiver<RecordJob>) -> Option<Vec<RecordJob>> {
+    let first = jobs.recv().await?;
+    let mut group = vec![first];
+    let lingering_until = tokio::time::Instant::now() + LINGER;
+    while group.len() < GROUP {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(_) if group.iter().all(RecordJob::ahead) => {
+                match tokio::time::timeout_at(lingering_until, jobs.recv()).await {
+                    Ok(Some(job)) => job,
+                    Ok(None) | Err(_) => break,
+                }
             }
-        }
+            Err(_) => break,
+        };
+        group.push(job);
+    }
+    Some(group)
+}
+
+async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
+    while let Some(group) = next_group(&mut jobs).await {
         let (mut parkings, mut results, mut replies) = (Vec::new(), Vec::new(), Vec::new());
         for job in group {
             match job {
@@ -177,5 +211,99 @@ async fn record_loop(store: Store, mut jobs: mpsc::Receiver<RecordJob>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledgerhook_store::queue::AttemptRecord;
+    use std::time::Duration;
+
+    fn result(seq: i64, ahead: bool) -> RecordJob {
+        let result = AttemptResult {
+            seq,
+            attempt: AttemptRecord {
+                number: 0,
+                started_at: Timestamp(0),
+                duration_ms: 1,
+                outcome: "success".to_owned(),
+                status_code: Some(200),
+                error: None,
+                response_body: None,
+                request_headers: Vec::new(),
+            },
+            decision: Decision::Delivered,
+            owner: Some("node".to_owned()),
+            config_id: Some(1),
+            realm_id: "realm".to_owned(),
+            strict: false,
+            retried: false,
+            parked_until: None,
+            continue_until: None,
+            holds_stream: ahead,
+        };
+        RecordJob::Result(Box::new(result), oneshot::channel().0)
+    }
+
+    fn seqs(group: &[RecordJob]) -> Vec<i64> {
+        group
+            .iter()
+            .map(|job| match job {
+                RecordJob::Result(result, _) => result.seq,
+                RecordJob::Park(_) => -1,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn results_sent_ahead_linger_for_the_ones_after_them() {
+        let (jobs, mut receiver) = mpsc::channel(16);
+        tokio::spawn(async move {
+            for seq in 1..=3 {
+                jobs.send(result(seq, true)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            // The stream's last result, which its sender waits for, ends the group.
+            jobs.send(result(4, false)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            jobs.send(result(5, true)).await.unwrap();
+            // Still open while the last one lingers.
+            tokio::time::sleep(LINGER * 3).await;
+        });
+        let group = next_group(&mut receiver).await.unwrap();
+        assert_eq!(
+            seqs(&group),
+            [1, 2, 3, 4],
+            "one commit for the stream's four results"
+        );
+        let started = tokio::time::Instant::now();
+        let group = next_group(&mut receiver).await.unwrap();
+        assert_eq!(seqs(&group), [5]);
+        assert!(
+            started.elapsed() >= LINGER - Duration::from_millis(3),
+            "alone, it waited the linger out: {:?}",
+            started.elapsed()
+        );
+        assert!(next_group(&mut receiver).await.is_none(), "every sender is gone");
+    }
+
+    #[tokio::test]
+    async fn a_result_waited_for_is_committed_without_lingering() {
+        let (jobs, mut receiver) = mpsc::channel(16);
+        jobs.send(result(1, false)).await.unwrap();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            jobs.send(result(2, true)).await.unwrap();
+        });
+        let started = tokio::time::Instant::now();
+        let group = next_group(&mut receiver).await.unwrap();
+        assert_eq!(seqs(&group), [1]);
+        assert!(
+            started.elapsed() < Duration::from_millis(3),
+            "{:?}",
+            started.elapsed()
+        );
+        sender.await.unwrap();
     }
 }
