@@ -70,6 +70,14 @@ impl CpuSample {
     }
 }
 
+impl CpuSpent {
+    /// Seconds of the server and PostgreSQL together: what a delivery costs the service
+    /// (on SQLite the database runs inside the server).
+    pub fn server_and_database(&self) -> f64 {
+        self.server + self.postgres
+    }
+}
+
 impl fmt::Display for CpuSpent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -21,6 +21,12 @@ pub(super) fn scenario(args: &Args) -> String {
     }
 }
 
+/// The middle value (the upper one of an even count).
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// Medians over a target's runs.
 pub(super) struct Figures {
     pub(super) rate: f64,
@@ -28,19 +34,24 @@ pub(super) struct Figures {
     pub(super) events_rate: f64,
     pub(super) p50: f64,
     pub(super) p99: f64,
+    /// CPU milliseconds per delivery, the server's and PostgreSQL's together (Ledgerhook
+    /// only: `None` for Svix, whose Redis and workers are not sampled).
+    cpu_ms: Option<f64>,
     lost: u64,
     duplicates: u64,
 }
 
 impl Figures {
     pub(super) fn json(&self) -> Value {
-        json!({"deliveries_per_s": self.rate, "events_per_s": self.events_rate, "p50_ms": self.p50, "p99_ms": self.p99, "lost": self.lost, "duplicates": self.duplicates})
+        json!({"deliveries_per_s": self.rate, "events_per_s": self.events_rate, "p50_ms": self.p50, "p99_ms": self.p99, "cpu_ms_per_delivery": self.cpu_ms, "lost": self.lost, "duplicates": self.duplicates})
     }
 }
 
 /// `--runs` runs of the load against `target`, each drained; prints each run and answers
 /// the medians. With `--check`, fails when an acknowledged event was not delivered (to
-/// every endpoint) or one was delivered twice.
+/// every endpoint) or one was delivered twice. With the `server` process's id, also the
+/// CPU time it and PostgreSQL's processes spent from the load's start to the drain's
+/// end, per delivery.
 pub(super) async fn measure(
     args: &Args,
     client: &reqwest::Client,
@@ -48,13 +59,19 @@ pub(super) async fn measure(
     receiver: &mut ReceiverProcess,
     capacity: f64,
     label: &str,
+    server: Option<u32>,
 ) -> anyhow::Result<Figures> {
     let (mut rates, mut events_rates) = (Vec::new(), Vec::new());
-    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    let (mut p50s, mut p99s, mut cpu_ms) = (Vec::new(), Vec::new(), Vec::new());
     let (mut lost, mut duplicates) = (0, 0);
+    let parties = server.map(|server| Parties {
+        server,
+        receiver: receiver.pid(),
+    });
     for run in 0..args.runs.max(1) {
         receiver.command("reset")?;
         let started = Instant::now();
+        let before = parties.map(|p| p.sample());
         let (acknowledged, _) =
             load_batches(client, target, args.clients, args.duration, args.rate, args.batch).await;
         let expected = acknowledged * args.endpoints.max(1) as u64;
@@ -66,16 +83,21 @@ pub(super) async fn measure(
         let doubled = stats["duplicates"].as_u64().unwrap_or(0);
         lost += expected.saturating_sub(delivered.saturating_sub(doubled));
         duplicates += doubled;
+        let cpu = parties
+            .zip(before)
+            .map(|(p, before)| before.until(&p.sample()).server_and_database() * 1000.0 / requests.max(1.0));
         println!(
             "{label} run {run}: events acknowledged={acknowledged} delivered={delivered} notifications={requests} duplicates={doubled} \
-             connections={} notifications/s={:.0} ({:.0}% of receiver capacity) events/s end-to-end={:.0} latency p50={:.1}ms p99={:.1}ms",
+             connections={} notifications/s={:.0} ({:.0}% of receiver capacity) events/s end-to-end={:.0} latency p50={:.1}ms p99={:.1}ms{}",
             stats["connections"],
             requests / span.max(1e-9),
             100.0 * requests / span.max(1e-9) / capacity,
             delivered as f64 / elapsed,
             stats["p50_ms"].as_f64().unwrap_or(0.0),
             stats["p99_ms"].as_f64().unwrap_or(0.0),
+            cpu.map(|ms| format!(" cpu/delivery={ms:.2}ms")).unwrap_or_default(),
         );
+        cpu_ms.extend(cpu);
         rates.push(requests / span.max(1e-9));
         events_rates.push(delivered as f64 / elapsed);
         p50s.push(stats["p50_ms"].as_f64().unwrap_or(0.0));
@@ -86,6 +108,7 @@ pub(super) async fn measure(
         events_rate: median(events_rates),
         p50: median(p50s),
         p99: median(p99s),
+        cpu_ms: (!cpu_ms.is_empty()).then(|| median(cpu_ms)),
         lost,
         duplicates,
     };
@@ -110,7 +133,16 @@ pub(super) async fn measure(
             0,
         )
         .number("p50_ms", "p50 event→delivery, ms (median)", figures.p50, 1)
-        .number("p99_ms", "p99 event→delivery, ms (median)", figures.p99, 1)
+        .number("p99_ms", "p99 event→delivery, ms (median)", figures.p99, 1);
+    if let Some(ms) = figures.cpu_ms {
+        report.number(
+            "cpu_ms_per_delivery",
+            "CPU per delivery, server + PostgreSQL processes, ms (median)",
+            ms,
+            2,
+        );
+    }
+    report
         .number("runs", "runs", args.runs.max(1) as f64, 0)
         .number("lost", "acknowledged deliveries missing", figures.lost as f64, 0)
         .number(
@@ -120,6 +152,9 @@ pub(super) async fn measure(
             0,
         );
     report.emit()?;
+    if args.check && figures.cpu_ms.is_some_and(|ms| ms <= 0.0) {
+        bail!("{label}: the server's CPU time could not be read (/proc)");
+    }
     if args.check && (figures.lost > 0 || figures.duplicates > 0) {
         bail!(
             "{label}: {} acknowledged deliveries missing, {} duplicated",

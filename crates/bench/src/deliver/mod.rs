@@ -20,7 +20,7 @@ use crate::server::{Backend, BenchServer, OPERATOR};
 use anyhow::{bail, Context};
 use isolation::isolation;
 use ledgerhook_domain::Timestamp;
-use measure::{measure, scenario};
+use measure::{measure, median, scenario};
 use peer::SvixServer;
 pub(crate) use peer::Target;
 use serde_json::{json, Value};
@@ -85,8 +85,8 @@ pub struct Args {
     /// same load generator and receiver, after Ledgerhook), and print both side by side.
     #[arg(long)]
     svix: Option<PathBuf>,
-    /// Fail when an acknowledged event was not delivered or was delivered twice (the
-    /// smoke runs of `.ci/run`).
+    /// Fail when an acknowledged event was not delivered or was delivered twice, or
+    /// when the server's CPU time could not be read (the smoke runs of `.ci/run`).
     #[arg(long)]
     check: bool,
 }
@@ -402,11 +402,6 @@ pub(crate) async fn drain(receiver: &mut ReceiverProcess, events: u64) -> anyhow
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.batch > 1 && (args.dead > 0 || args.slow > 0) {
@@ -450,13 +445,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         base: server.base.clone(),
         realms: realms.clone(),
     };
+    let label = format!("ledgerhook {backend}");
     let ours = measure(
         &args,
         &client,
         &target,
         &mut receiver,
         capacity,
-        &format!("ledgerhook {backend}"),
+        &label,
+        Some(server.pid()),
     )
     .await?;
     drop(server);
@@ -475,7 +472,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         token: svix.token.clone(),
         app,
     };
-    let theirs = measure(&args, &client, &target, &mut receiver, capacity, "svix").await?;
+    let theirs = measure(&args, &client, &target, &mut receiver, capacity, "svix", None).await?;
     println!();
     println!("| {} | Svix | Ledgerhook {backend} | ratio |", scenario(&args));
     println!("|---|---|---|---|");
