@@ -7,6 +7,7 @@
 //!
 //! `ledgerhook-bench ack --ledgerhook target/release/ledgerhook --rate 500 --concurrency 8 --duration 10 --runs 3`
 
+use crate::report::median;
 use anyhow::{bail, Context};
 use ledgerhook_domain::Timestamp;
 use serde_json::json;
@@ -42,11 +43,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         return 0.0;
     }
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// A running mirror, killed on drop.

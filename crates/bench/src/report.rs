@@ -17,6 +17,13 @@ pub fn append_json_to(path: Option<PathBuf>) {
     }
 }
 
+/// The middle of several runs' values (the upper one of an even count; 0 for none): the
+/// figure every scenario reports over its runs.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// The machine in one line: CPUs, their model, memory.
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());

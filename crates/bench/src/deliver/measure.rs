@@ -21,12 +21,6 @@ pub(super) fn scenario(args: &Args) -> String {
     }
 }
 
-/// The middle value (the upper one of an even count).
-pub(super) fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// Medians over a target's runs.
 pub(super) struct Figures {
     pub(super) rate: f64,

@@ -16,11 +16,12 @@ mod measure;
 mod peer;
 
 use crate::cpu::Parties;
+use crate::report::median;
 use crate::server::{Backend, BenchServer, OPERATOR};
 use anyhow::{bail, Context};
 use isolation::isolation;
 use ledgerhook_domain::Timestamp;
-use measure::{measure, median, scenario};
+use measure::{measure, scenario};
 use peer::SvixServer;
 pub(crate) use peer::Target;
 use serde_json::{json, Value};
@@ -445,14 +446,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         base: server.base.clone(),
         realms: realms.clone(),
     };
-    let label = format!("ledgerhook {backend}");
     let ours = measure(
         &args,
         &client,
         &target,
         &mut receiver,
         capacity,
-        &label,
+        &format!("ledgerhook {backend}"),
         Some(server.pid()),
     )
     .await?;

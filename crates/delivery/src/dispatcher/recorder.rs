@@ -164,19 +164,19 @@ impl RecordJob {
 /// is gone.
 async fn next_group(jobs: &mut mpsc::Receiver<RecordJob>) -> Option<Vec<RecordJob>> {
     let first = jobs.recv().await?;
+    let mut all_ahead = first.ahead();
     let mut group = vec![first];
     let lingering_until = tokio::time::Instant::now() + LINGER;
     while group.len() < GROUP {
         let job = match jobs.try_recv() {
             Ok(job) => job,
-            Err(_) if group.iter().all(RecordJob::ahead) => {
-                match tokio::time::timeout_at(lingering_until, jobs.recv()).await {
-                    Ok(Some(job)) => job,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            Err(_) if all_ahead => match tokio::time::timeout_at(lingering_until, jobs.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) | Err(_) => break,
+            },
             Err(_) => break,
         };
+        all_ahead &= job.ahead();
         group.push(job);
     }
     Some(group)
@@ -260,9 +260,10 @@ mod tests {
     async fn results_sent_ahead_linger_for_the_ones_after_them() {
         let (jobs, mut receiver) = mpsc::channel(16);
         tokio::spawn(async move {
+            // 1 ms apart: well inside the linger, even on a loaded machine.
             for seq in 1..=3 {
                 jobs.send(result(seq, true)).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
             // The stream's last result, which its sender waits for, ends the group.
             jobs.send(result(4, false)).await.unwrap();
@@ -292,18 +293,15 @@ mod tests {
     async fn a_result_waited_for_is_committed_without_lingering() {
         let (jobs, mut receiver) = mpsc::channel(16);
         jobs.send(result(1, false)).await.unwrap();
+        // Within the linger: a lingering group would take it.
         let sender = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(3)).await;
+            tokio::time::sleep(LINGER / 2).await;
             jobs.send(result(2, true)).await.unwrap();
         });
         let started = tokio::time::Instant::now();
         let group = next_group(&mut receiver).await.unwrap();
         assert_eq!(seqs(&group), [1]);
-        assert!(
-            started.elapsed() < Duration::from_millis(3),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < LINGER / 2, "{:?}", started.elapsed());
         sender.await.unwrap();
     }
 }
