@@ -100,6 +100,11 @@ pub struct DispatcherOptions {
 
 /// Notifications of one stream a task sends in a row before it releases the stream.
 const CONTINUE_AT_MOST: usize = 100;
+/// A round that started nothing and took at least this long makes the next one wait as
+/// long again (see [`quiet_after`]); cheaper rounds are not paced.
+const PACE_FROM: Duration = Duration::from_millis(10);
+/// The longest such a wait lasts.
+const PACE_AT_MOST: Duration = Duration::from_millis(250);
 
 /// The dispatcher; shared by the background loop and manual sends.
 pub struct Dispatcher {
@@ -245,15 +250,30 @@ impl Dispatcher {
         let worker = ClaimLoop {
             dispatcher: self,
             tasks: JoinSet::new(),
+            quiet_until: None,
         };
         ledgerhook_background::run(worker, Some(wake), shutdown, status).await;
     }
+}
+
+/// How long the claim loop stays quiet after a round that took `took` and started
+/// `started` attempts, however often it is woken meanwhile. A round that started nothing
+/// found every due stream leased (sent by a task already), only endpoints at their
+/// in-flight limit, or nothing due; when such a round
+/// was expensive — a claim query walking a large backlog of leased streams' rows — the
+/// next one waits as long again, so that empty rounds take at most about half the loop's
+/// time and of the database's. Ingestion and every finished task wake the loop; without
+/// this, a backlog made it claim back to back, finding nothing most times.
+fn quiet_after(took: Duration, started: usize) -> Option<Duration> {
+    (started == 0 && took >= PACE_FROM).then(|| took.min(PACE_AT_MOST))
 }
 
 /// The claim loop: one round of claims per step; its attempts run as tasks of their own.
 struct ClaimLoop {
     dispatcher: Arc<Dispatcher>,
     tasks: JoinSet<()>,
+    /// No round before this instant (see [`quiet_after`]).
+    quiet_until: Option<tokio::time::Instant>,
 }
 
 impl Worker for ClaimLoop {
@@ -262,9 +282,15 @@ impl Worker for ClaimLoop {
     }
 
     async fn work(&mut self) -> Result<Step, WorkError> {
+        if let Some(until) = self.quiet_until.take() {
+            tokio::time::sleep_until(until).await;
+        }
         while self.tasks.try_join_next().is_some() {}
         let looked_at = Timestamp::now();
+        let began = tokio::time::Instant::now();
         let round = self.dispatcher.round(&mut self.tasks).await?;
+        let took = began.elapsed();
+        self.quiet_until = quiet_after(took, round.started).map(|quiet| began + took + quiet);
         // Look again at once only when the round was cut short by its limit; what is
         // made or freed meanwhile wakes the loop.
         if round.started > 0 && round.more {
@@ -288,5 +314,23 @@ impl Worker for ClaimLoop {
         if let Err(err) = dispatcher.options.store.release_leases(&dispatcher.owner).await {
             tracing::error!(error = %err, "releasing leases at shutdown failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_expensive_empty_rounds_quiet_the_loop() {
+        let ms = Duration::from_millis;
+        // A round that started attempts never delays the next one.
+        assert_eq!(quiet_after(ms(120), 3), None);
+        // Nor does a cheap empty one (light load: a new event must not wait).
+        assert_eq!(quiet_after(ms(1), 0), None);
+        assert_eq!(quiet_after(ms(9), 0), None);
+        // An expensive empty round: as long again, up to the cap.
+        assert_eq!(quiet_after(ms(40), 0), Some(ms(40)));
+        assert_eq!(quiet_after(ms(900), 0), Some(PACE_AT_MOST));
     }
 }
