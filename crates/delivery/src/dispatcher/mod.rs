@@ -259,8 +259,7 @@ impl Dispatcher {
 /// How long the claim loop stays quiet after a round that took `took` and started
 /// `started` attempts, however often it is woken meanwhile. A round that started nothing
 /// found every due stream leased (sent by a task already), only endpoints at their
-/// in-flight limit, or nothing due; when such a round
-/// was expensive — a claim query walking a large backlog of leased streams' rows — the
+/// in-flight limit, or nothing due; when such a round was expensive — a claim query walking a large backlog of leased streams' rows — the
 /// next one waits as long again, so that empty rounds take at most about half the loop's
 /// time and of the database's. Ingestion and every finished task wake the loop; without
 /// this, a backlog made it claim back to back, finding nothing most times.
@@ -289,8 +288,8 @@ impl Worker for ClaimLoop {
         let looked_at = Timestamp::now();
         let began = tokio::time::Instant::now();
         let round = self.dispatcher.round(&mut self.tasks).await?;
-        let took = began.elapsed();
-        self.quiet_until = quiet_after(took, round.started).map(|quiet| began + took + quiet);
+        self.quiet_until =
+            quiet_after(began.elapsed(), round.started).map(|quiet| tokio::time::Instant::now() + quiet);
         // Look again at once only when the round was cut short by its limit; what is
         // made or freed meanwhile wakes the loop.
         if round.started > 0 && round.more {
