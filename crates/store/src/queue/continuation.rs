@@ -193,37 +193,23 @@ async fn firsts_after(
     if streams.is_empty() {
         return Ok(Vec::new());
     }
-    let mut params = Params::new(backend);
-    let firsts: Vec<String> = (0..streams.len())
-        .map(|i| {
-            let (config, realm, bound) = (params.next(), params.next(), params.next());
-            let rest = match due_at {
-                None => format!("u.status IN ('pending', 'retrying', 'held') AND u.seq > {bound}"),
-                // Only the stream's index may serve this: the due-time and status tests
-                // are written so that no index on those columns applies. Otherwise
-                // PostgreSQL, whose statistics see few rows due (as after a large
-                // delivered history was analysed), took the due index and scanned every
-                // due notification of every stream for each lookup.
-                Some(_) => format!(
-                    "u.status || '' IN ('pending', 'retrying') AND u.test + 0 = 0 AND u.seq > {bound} \
-                     AND u.next_attempt_at + 0 <= {}",
-                    params.next()
-                ),
-            };
-            format!(
-                "SELECT seq, config_id, realm_id FROM (SELECT u.seq, u.config_id, u.realm_id \
-                 FROM notifications u WHERE u.config_id = {config} \
-                 AND u.realm_id = {realm} AND {rest} ORDER BY u.seq LIMIT {per_stream}) AS first{i}"
-            )
-        })
-        .collect();
-    let sql = firsts.join(" UNION ALL ");
+    // SQLite binds the due time with each stream's key, PostgreSQL once after them all.
+    let (sql, due_per_stream) = match backend {
+        Backend::Sqlite => (
+            union_of_firsts(streams.len(), due_at.is_some(), per_stream),
+            due_at,
+        ),
+        Backend::Postgres => (lateral_firsts(streams.len(), due_at.is_some(), per_stream), None),
+    };
     let mut query = sqlx::query(&sql);
     for (config_id, realm_id, seq) in streams {
         query = query.bind(*config_id).bind(*realm_id).bind(*seq);
-        if let Some(due_at) = due_at {
+        if let Some(due_at) = due_per_stream {
             query = query.bind(due_at.millis());
         }
+    }
+    if let (Some(due_at), None) = (due_at, due_per_stream) {
+        query = query.bind(due_at.millis());
     }
     query
         .fetch_all(&mut **tx)
@@ -236,6 +222,57 @@ async fn firsts_after(
             ))
         })
         .collect()
+}
+
+/// What a stream's lookup asks besides its key, `bound` the placeholder of its `seq`:
+/// without `due`, its undelivered rows; with it, its due ones. Only the stream's index may
+/// serve this: the due-time and status tests are written so that no index on those
+/// columns applies. Otherwise PostgreSQL, whose statistics see few rows due (as after a
+/// large delivered history was analysed), took the due index and scanned every due
+/// notification of every stream for each lookup.
+fn stream_rest(bound: &str, due: Option<&str>) -> String {
+    match due {
+        None => format!("u.status IN ('pending', 'retrying', 'held') AND u.seq > {bound}"),
+        Some(due) => format!(
+            "u.status || '' IN ('pending', 'retrying') AND u.test + 0 = 0 AND u.seq > {bound} \
+             AND u.next_attempt_at + 0 <= {due}"
+        ),
+    }
+}
+
+/// SQLite's [`firsts_after`]: one `UNION ALL` arm per stream, each with its key, its
+/// bound and (`due`) its due time as parameters.
+fn union_of_firsts(streams: usize, due: bool, per_stream: usize) -> String {
+    let mut params = Params::new(Backend::Sqlite);
+    let firsts: Vec<String> = (0..streams)
+        .map(|i| {
+            let (config, realm, bound) = (params.next(), params.next(), params.next());
+            let due = due.then(|| params.next());
+            format!(
+                "SELECT seq, config_id, realm_id FROM (SELECT u.seq, u.config_id, u.realm_id \
+                 FROM notifications u WHERE u.config_id = {config} \
+                 AND u.realm_id = {realm} AND {} ORDER BY u.seq LIMIT {per_stream}) AS first{i}",
+                stream_rest(&bound, due.as_deref())
+            )
+        })
+        .collect();
+    firsts.join(" UNION ALL ")
+}
+
+/// PostgreSQL's [`firsts_after`]: the streams as a `VALUES` list (key and bound per row,
+/// then the due time once), each looked up by a lateral subquery. Planning a `UNION ALL`
+/// of 200 arms took PostgreSQL 67–80 ms, against about 1 ms for this
+/// (`docs/benchmarks.md`, "Planning a statement per stream").
+fn lateral_firsts(streams: usize, due: bool, per_stream: usize) -> String {
+    let mut params = Params::new(Backend::Postgres);
+    let rows = params.rows(streams, 3);
+    let due = due.then(|| params.next());
+    format!(
+        "SELECT f.seq, v.config_id, v.realm_id FROM (VALUES {rows}) AS v(config_id, realm_id, bound) \
+         CROSS JOIN LATERAL (SELECT u.seq FROM notifications u WHERE u.config_id = v.config_id \
+         AND u.realm_id = v.realm_id AND {} ORDER BY u.seq LIMIT {per_stream}) AS f",
+        stream_rest("v.bound", due.as_deref())
+    )
 }
 
 /// Moves the end of each `(owner, config, realm)` lease to `until`, in one statement.

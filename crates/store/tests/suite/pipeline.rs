@@ -21,6 +21,7 @@ on_both_backends!(
     retention_purges_in_batches_and_keeps_undelivered_work,
     a_strict_stream_behind_a_retry_is_released_one_at_a_time,
     a_best_effort_stream_hands_over_its_next_due_notifications,
+    streams_recorded_together_each_continue_with_their_own_next,
 );
 
 /// A realm with one connected app whose sandbox configuration wants everything.
@@ -710,4 +711,103 @@ async fn a_best_effort_stream_hands_over_its_next_due_notifications(kind: Kind) 
         after.then.iter().map(|s| s.notification.seq).collect::<Vec<_>>(),
         vec![ahead[2]]
     );
+}
+
+async fn streams_recorded_together_each_continue_with_their_own_next(kind: Kind) {
+    let Some(f) = fixture(kind).await else { return };
+    let other = Realm {
+        id: "9130000000000002".into(),
+        name: "Other Co".into(),
+        environment: Environment::Sandbox,
+        created_at: T0,
+    };
+    f.store.insert_realm(&other).await.unwrap();
+    f.store.connect(&f.app_id, &other.id, &[], T0).await.unwrap();
+    let policy = WindowPolicy {
+        default_ordering: Ordering::BestEffort,
+        ..policy(0)
+    };
+    // Three notifications in each realm, made alternately.
+    for n in 0..3 {
+        for realm in [&f.realm_id, &other.id] {
+            let request = IngestRequest {
+                realm_id: realm.clone(),
+                events: vec![NewEvent {
+                    entity: "Customer",
+                    entity_id: format!("{realm}-{n}"),
+                    operation: Operation::Update,
+                    last_updated: at(n),
+                    deleted_id: None,
+                    data: None,
+                    tombstone: false,
+                }],
+                idempotency: None,
+                precondition: None,
+            };
+            f.store.ingest(&[request], &policy, render, at(n)).await.unwrap();
+        }
+    }
+    let heads = f
+        .store
+        .claimable(at(10), Ordering::BestEffort, 100)
+        .await
+        .unwrap()
+        .candidates;
+    assert_eq!(heads.len(), 2, "one head per stream");
+    f.store.claim(&heads, "node-a", at(10), at(5000)).await.unwrap();
+
+    // Best-effort: both results in one round; each stream hands over its own rest.
+    let results: Vec<AttemptResult> = heads
+        .iter()
+        .map(|head| {
+            let mut r = f.result(head, Decision::Delivered, "node-a", at(11));
+            r.realm_id = head.realm_id.clone();
+            (r.strict, r.continue_until) = (false, Some(at(9000)));
+            r
+        })
+        .collect();
+    let nexts = f.store.record_round(&[], &results, at(12)).await.unwrap();
+    for (head, next) in heads.iter().zip(&nexts) {
+        let next = next.clone().expect("each stream continues");
+        assert_eq!(next.candidate.realm_id, head.realm_id);
+        assert_eq!(realm_of(&f.store, next.candidate.seq).await, head.realm_id);
+        assert!(next.candidate.seq > head.seq);
+        assert_eq!(next.then.len(), 1, "the stream's third, sent ahead");
+        assert_eq!(
+            realm_of(&f.store, next.then[0].notification.seq).await,
+            head.realm_id
+        );
+    }
+
+    // Strict results for the seconds, again together: each stream's third comes back.
+    let results: Vec<AttemptResult> = nexts
+        .iter()
+        .map(|next| {
+            let next = next.as_ref().unwrap();
+            let mut r = f.result(&next.candidate, Decision::Delivered, "node-a", at(13));
+            r.realm_id = next.candidate.realm_id.clone();
+            r.continue_until = Some(at(9000));
+            r
+        })
+        .collect();
+    let thirds = f.store.record_round(&[], &results, at(14)).await.unwrap();
+    for (next, third) in nexts.iter().zip(&thirds) {
+        let (next, third) = (next.as_ref().unwrap(), third.as_ref().expect("each continues"));
+        assert_eq!(third.candidate.seq, next.then[0].notification.seq);
+        assert_eq!(
+            realm_of(&f.store, third.candidate.seq).await,
+            next.candidate.realm_id
+        );
+    }
+}
+
+/// The realm of notification `seq`.
+async fn realm_of(store: &Store, seq: i64) -> String {
+    store
+        .delivery_state(seq)
+        .await
+        .unwrap()
+        .expect("notification")
+        .notification
+        .realm_id
 }
