@@ -21,12 +21,26 @@ impl Store {
         default_ordering: Ordering,
         limit: u32,
     ) -> Result<Claimable, StoreError> {
-        let rows = sqlx::query(&claimable_sql(self.backend()))
-            .bind(now.millis())
-            .bind(default_ordering.as_str())
-            .bind(i64::from(limit))
-            .fetch_all(self.reader())
-            .await?;
+        let hint = due_index(self.backend());
+        let config = config_join(self.backend());
+        let rows = sqlx::query(&format!(
+            "SELECT n.seq, n.config_id, n.realm_id, wc.url, \
+                    CASE WHEN COALESCE(wc.ordering, $2) = 'best-effort' THEN 0 ELSE 1 END AS strict \
+             FROM notifications n{hint} {config} \
+             WHERE n.status IN ('pending', 'retrying') AND n.test = 0 AND n.next_attempt_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM stream_leases l WHERE l.config_id = n.config_id AND l.realm_id = n.realm_id \
+                             AND l.lease_until > $1) \
+             AND (COALESCE(wc.ordering, $2) = 'best-effort' OR NOT EXISTS ( \
+                  SELECT 1 FROM notifications o WHERE o.config_id = n.config_id AND o.realm_id = n.realm_id \
+                  AND o.seq < n.seq AND o.status IN ('pending', 'retrying', 'held') \
+                  AND (o.delayed_until IS NULL OR o.delayed_until <= $1))) \
+             ORDER BY n.next_attempt_at, n.seq LIMIT $3"
+        ))
+        .bind(now.millis())
+        .bind(default_ordering.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
         let more = rows.len() >= limit as usize;
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -144,44 +158,6 @@ fn config_join(backend: Backend) -> &'static str {
             "JOIN LATERAL (SELECT url, ordering FROM webhook_configs \
                            WHERE id = n.config_id AND state = 'active' LIMIT 1) wc ON TRUE"
         }
-    }
-}
-
-/// The claim query: due rows, soonest first, whose stream has no live lease, with their
-/// active configuration, and (strict ordering) no older undelivered row. `$1` is now,
-/// `$2` the default ordering, `$3` the limit.
-///
-/// On PostgreSQL the lease check runs in a subquery of its own (`OFFSET 0` keeps the
-/// planner from merging it), so that a row of a leased stream costs one index probe
-/// and not a configuration lookup too: under a backlog where every stream is leased, a
-/// round walks the whole due part of the queue, and that halved its time
-/// (`docs/benchmarks.md`, "A claim round under a backlog"). SQLite evaluates the terms
-/// in the order written and is left as it was.
-fn claimable_sql(backend: Backend) -> String {
-    let hint = due_index(backend);
-    let config = config_join(backend);
-    let free = "NOT EXISTS (SELECT 1 FROM stream_leases l WHERE l.config_id = n.config_id \
-                AND l.realm_id = n.realm_id AND l.lease_until > $1)";
-    let due = "n.status IN ('pending', 'retrying') AND n.test = 0 AND n.next_attempt_at <= $1";
-    let in_order = "(COALESCE(wc.ordering, $2) = 'best-effort' OR NOT EXISTS ( \
-                    SELECT 1 FROM notifications o WHERE o.config_id = n.config_id AND o.realm_id = n.realm_id \
-                    AND o.seq < n.seq AND o.status IN ('pending', 'retrying', 'held') \
-                    AND (o.delayed_until IS NULL OR o.delayed_until <= $1)))";
-    let strict = "CASE WHEN COALESCE(wc.ordering, $2) = 'best-effort' THEN 0 ELSE 1 END AS strict";
-    match backend {
-        Backend::Sqlite => format!(
-            "SELECT n.seq, n.config_id, n.realm_id, wc.url, {strict} \
-             FROM notifications n{hint} {config} \
-             WHERE {due} AND {free} AND {in_order} \
-             ORDER BY n.next_attempt_at, n.seq LIMIT $3"
-        ),
-        Backend::Postgres => format!(
-            "SELECT n.seq, n.config_id, n.realm_id, wc.url, {strict} \
-             FROM (SELECT n.seq, n.config_id, n.realm_id, n.next_attempt_at FROM notifications n \
-                   WHERE {due} AND {free} ORDER BY n.next_attempt_at, n.seq OFFSET 0) n {config} \
-             WHERE {in_order} \
-             ORDER BY n.next_attempt_at, n.seq LIMIT $3"
-        ),
     }
 }
 
