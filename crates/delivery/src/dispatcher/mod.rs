@@ -259,9 +259,9 @@ impl Dispatcher {
 /// How long the claim loop stays quiet after a round that took `took` and started
 /// `started` attempts, however often it is woken meanwhile. A round that started nothing
 /// found every due stream leased (sent by a task already), only endpoints at their
-/// in-flight limit, or nothing due; when such a round was expensive — a claim query walking a large backlog of leased streams' rows — the
-/// next one waits as long again, so that empty rounds take at most about half the loop's
-/// time and of the database's. Ingestion and every finished task wake the loop; without
+/// in-flight limit, or nothing due; when such a round was expensive — a claim query
+/// walking a large backlog of leased streams' rows — the next one waits as long again,
+/// so that empty rounds take at most about half the loop's time and of the database's. Ingestion and every finished task wake the loop; without
 /// this, a backlog made it claim back to back, finding nothing most times.
 fn quiet_after(took: Duration, started: usize) -> Option<Duration> {
     (started == 0 && took >= PACE_FROM).then(|| took.min(PACE_AT_MOST))

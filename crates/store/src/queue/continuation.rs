@@ -193,22 +193,21 @@ async fn firsts_after(
     if streams.is_empty() {
         return Ok(Vec::new());
     }
-    // SQLite binds the due time with each stream's key, PostgreSQL once after them all.
-    let (sql, due_per_stream) = match backend {
-        Backend::Sqlite => (
-            union_of_firsts(streams.len(), due_at.is_some(), per_stream),
-            due_at,
-        ),
-        Backend::Postgres => (lateral_firsts(streams.len(), due_at.is_some(), per_stream), None),
+    // SQLite's placeholders are anonymous: its due time is bound with each stream's key.
+    // PostgreSQL's statement names it once, after them all.
+    let due_with_each_stream = backend == Backend::Sqlite;
+    let sql = match backend {
+        Backend::Sqlite => union_of_firsts(streams.len(), due_at.is_some(), per_stream),
+        Backend::Postgres => lateral_firsts(streams.len(), due_at.is_some(), per_stream),
     };
     let mut query = sqlx::query(&sql);
     for (config_id, realm_id, seq) in streams {
         query = query.bind(*config_id).bind(*realm_id).bind(*seq);
-        if let Some(due_at) = due_per_stream {
+        if let (Some(due_at), true) = (due_at, due_with_each_stream) {
             query = query.bind(due_at.millis());
         }
     }
-    if let (Some(due_at), None) = (due_at, due_per_stream) {
+    if let (Some(due_at), false) = (due_at, due_with_each_stream) {
         query = query.bind(due_at.millis());
     }
     query

@@ -715,21 +715,25 @@ async fn a_best_effort_stream_hands_over_its_next_due_notifications(kind: Kind) 
 
 async fn streams_recorded_together_each_continue_with_their_own_next(kind: Kind) {
     let Some(f) = fixture(kind).await else { return };
-    let other = Realm {
-        id: "9130000000000002".into(),
-        name: "Other Co".into(),
+    // A second realm recorded beside the first, and a third, never claimed, whose
+    // notifications sit between theirs: a lookup that mixed streams would find them.
+    let [other, idle] = ["9130000000000002", "9130000000000003"].map(|id| Realm {
+        id: id.into(),
+        name: format!("Co {id}"),
         environment: Environment::Sandbox,
         created_at: T0,
-    };
-    f.store.insert_realm(&other).await.unwrap();
-    f.store.connect(&f.app_id, &other.id, &[], T0).await.unwrap();
+    });
+    for realm in [&other, &idle] {
+        f.store.insert_realm(realm).await.unwrap();
+        f.store.connect(&f.app_id, &realm.id, &[], T0).await.unwrap();
+    }
     let policy = WindowPolicy {
         default_ordering: Ordering::BestEffort,
         ..policy(0)
     };
-    // Three notifications in each realm, made alternately.
+    // Three notifications in each realm, made in turn.
     for n in 0..3 {
-        for realm in [&f.realm_id, &other.id] {
+        for realm in [&f.realm_id, &other.id, &idle.id] {
             let request = IngestRequest {
                 realm_id: realm.clone(),
                 events: vec![NewEvent {
@@ -753,7 +757,8 @@ async fn streams_recorded_together_each_continue_with_their_own_next(kind: Kind)
         .await
         .unwrap()
         .candidates;
-    assert_eq!(heads.len(), 2, "one head per stream");
+    assert_eq!(heads.len(), 3, "one head per stream");
+    let heads: Vec<Candidate> = heads.into_iter().filter(|h| h.realm_id != idle.id).collect();
     f.store.claim(&heads, "node-a", at(10), at(5000)).await.unwrap();
 
     // Best-effort: both results in one round; each stream hands over its own rest.
